@@ -1,0 +1,1 @@
+"""cloudbank kiosk_client."""

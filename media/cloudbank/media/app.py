@@ -1,0 +1,19 @@
+"""The media platform and its admin console (mounted at /media/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from cloudbank.platform.config import Config
+from cloudbank.platform.service import service_app
+from cloudbank.platform.static_files import add_static_app
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(config: Config) -> web.Application:
+    app = service_app(config, "media", client_max_size=config.max_upload_bytes)
+    add_static_app(app, STATIC)
+    return app

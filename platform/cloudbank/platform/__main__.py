@@ -1,0 +1,3 @@
+from cloudbank.platform.cli import entry
+
+entry()

@@ -1,0 +1,15 @@
+"""The service platform's aiohttp app (mounted at /api/)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cloudbank.platform import identity_api
+from cloudbank.platform.config import Config
+from cloudbank.platform.service import service_app
+
+
+def create_app(config: Config) -> web.Application:
+    app = service_app(config, "platform")
+    app.add_routes(identity_api.routes)
+    return app

@@ -1,0 +1,344 @@
+"""The `cloudbank` command: the edge where argv, environment and TOML become one Config.
+
+Every failure a person can cause (bad flag, bad setting, unusable data folder, Redis that does
+not answer, a port in use) ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cloudbank.platform.config import Config, load_config
+from cloudbank.platform.errors import ApiError, CloudbankError, StartupError
+
+EXIT_USAGE = 2
+Command = Callable[[argparse.Namespace, Config], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="data folder (default ./cloudbank-data; env CLOUDBANK_DATA)")
+    p.add_argument("--config", type=Path, help="a TOML file of settings (env CLOUDBANK_CONFIG)")
+    p.add_argument("--redis-url", help="use this Redis instead of the embedded one (env CLOUDBANK_REDIS_URL)")
+    p.add_argument("--database-url", help="SQLAlchemy async URL, e.g. postgresql+asyncpg://... "
+                                          "(env CLOUDBANK_DATABASE_URL)")
+
+
+def _serving(p: argparse.ArgumentParser, default_port: int | None = None) -> None:
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help=f"port to bind (default {default_port or 8080})")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = {key: getattr(args, key, None) for key in ("data", "host", "port", "redis_url", "database_url")}
+    return load_config(overrides, toml_path=getattr(args, "config", None))
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+def _setup_logging(config: Config) -> None:
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _with_redis(config: Config, body: Callable[[Config], int]) -> int:
+    """Run `body` with a Redis URL: the configured one (checked), else the embedded server."""
+    from cloudbank.platform.redis_server import EmbeddedRedis
+    from cloudbank.platform.server import check_data_folder, check_redis
+
+    check_data_folder(config)
+    if config.redis_url is not None:
+        _run(_checked(check_redis(config.redis_url)))
+        return body(config)
+    with EmbeddedRedis(config.data / "redis") as embedded:
+        return body(config.with_(redis_url=embedded.url))
+
+
+async def _checked(coro: Coroutine[Any, Any, None]) -> int:
+    await coro
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, config: Config) -> int:
+    from cloudbank.platform.server import serve
+
+    _setup_logging(config)
+
+    def body(cfg: Config) -> int:
+        async def go() -> int:
+            from cloudbank.platform.server import prepare_database
+
+            await prepare_database(cfg)
+            seeded = await _seed(cfg)
+            await serve(cfg, ["platform", "video", "media", "seat", "phone"],
+                        on_ready=lambda c: _announce(c, seeded))
+            return 0
+
+        return _run(go())
+
+    return _with_redis(config, body)
+
+
+async def _seed(config: Config) -> list[str]:
+    from cloudbank.platform.identity import Directory
+    from cloudbank.platform.records import create_engine
+    from cloudbank.platform.seed import seed_demo
+
+    engine = create_engine(config.effective_database_url)
+    try:
+        result = await seed_demo(Directory(engine))
+    finally:
+        await engine.dispose()
+    if not result.created:
+        return ["Demo accounts were printed at the first start (cloudbank users list shows them)."]
+    lines = ["Demo data created (shown once, keep it):"]
+    lines += [f"  {role:<11} {user:<12} password: {pw}" for role, user, pw in result.accounts]
+    lines.append(f"  kiosk enrolment code for branch 'demo': {result.enrolment_code}")
+    return lines
+
+
+async def _announce(config: Config, seeded: list[str]) -> None:
+    from cloudbank.platform.server import mounts
+
+    base = config.base_url
+    lines = [f"cloudbank is up on {base}"]
+    lines += [f"  {m.title:<34} {base}{m.prefix}" for m in mounts().values()]
+    lines += seeded
+    lines.append(f"Kiosk: cloudbank kiosk --server {base} --enrol-code CODE   Stop: Ctrl-C")
+    print("\n".join(lines), flush=True)
+
+
+def _cmd_service(name: str) -> Command:
+    def run(args: argparse.Namespace, config: Config) -> int:
+        from cloudbank.platform.server import check_data_folder, check_redis, prepare_database, serve
+
+        _setup_logging(config)
+        if config.redis_url is None:
+            raise StartupError(f"cloudbank {name} runs against a shared Redis: set CLOUDBANK_REDIS_URL "
+                               f"or --redis-url (or use 'cloudbank up' for everything in one process)")
+        check_data_folder(config)
+
+        async def go() -> int:
+            assert config.redis_url is not None
+            await check_redis(config.redis_url)
+            await prepare_database(config)
+
+            async def ready(c: Config) -> None:
+                print(f"cloudbank {name} is up on {c.base_url}", flush=True)
+
+            await serve(config, [name], on_ready=ready)
+            return 0
+
+        return _run(go())
+
+    return run
+
+
+def _db_command(body: Callable[[Any], Coroutine[Any, Any, int]]) -> Command:
+    """A command that needs only the records database."""
+
+    def run(args: argparse.Namespace, config: Config) -> int:
+        from cloudbank.platform.records import create_engine
+        from cloudbank.platform.server import check_data_folder, prepare_database
+
+        check_data_folder(config)
+
+        async def go() -> int:
+            await prepare_database(config)
+            engine = create_engine(config.effective_database_url)
+            try:
+                return await body((args, config, engine))
+            finally:
+                await engine.dispose()
+
+        return _run(go())
+
+    return run
+
+
+async def _users_add(ctx: Any) -> int:
+    from cloudbank.platform.identity import Directory
+
+    args, _config_, engine = ctx
+    password = None
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n") or None
+    skills = _parse_skills(args.skills) if args.skills else None
+    user, password = await Directory(engine).add_user(args.name, args.role, args.display_name or "",
+                                                      password, skills=skills)
+    print(f"created {user.role} {user.username} (id {user.id})")
+    if not args.quiet_password:
+        print(f"password: {password}")
+    return 0
+
+
+def _parse_skills(text: str) -> dict[str, int]:
+    skills: dict[str, int] = {}
+    for part in text.split(","):
+        code, _, level = part.strip().partition(":")
+        if not code:
+            continue
+        try:
+            skills[code] = int(level or 1)
+        except ValueError:
+            raise StartupError(f"--skills: '{part}' is not CODE or CODE:LEVEL") from None
+    return skills
+
+
+async def _users_list(ctx: Any) -> int:
+    from cloudbank.platform.identity import Directory
+
+    _args, _config_, engine = ctx
+    for u in await Directory(engine).list_users():
+        skills = ",".join(f"{k}:{v}" for k, v in sorted(u.skills.items())) or "-"
+        print(f"{u.username:<20} {u.role:<11} {u.display_name:<24} skills={skills}")
+    return 0
+
+
+async def _devices_enrol(ctx: Any) -> int:
+    from cloudbank.platform.identity import Directory
+
+    args, _config_, engine = ctx
+    directory = Directory(engine)
+    if args.create_branch:
+        await directory.ensure_branch(args.branch, args.create_branch)
+    code = await directory.create_enrolment_code(args.branch)
+    print(f"enrolment code for branch {args.branch}: {code}")
+    return 0
+
+
+async def _audit_verify(ctx: Any) -> int:
+    from cloudbank.platform.audit import AuditChain
+
+    _args, config, engine = ctx
+    result = await AuditChain(engine).verify(base=config.data)
+    print(result)
+    return 0 if result.ok else 1
+
+
+async def _keys_rotate(ctx: Any) -> int:
+    from cloudbank.platform.tokens import KeyRing
+
+    _args, _config_, engine = ctx
+    ring = KeyRing(engine)
+    await ring.load()
+    kid = await ring.rotate()
+    print(f"new signing key {kid}; tokens signed with older keys stay valid until they expire")
+    return 0
+
+
+BENCHES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {}
+
+
+def register_bench(name: str, help_text: str, add_args: Callable[[argparse.ArgumentParser], None],
+                   run: Command) -> None:
+    BENCHES[name] = (help_text, add_args, run)
+
+
+def _load_benches() -> None:
+    """Benchmarks live beside the code they measure; each module registers itself."""
+    import importlib
+
+    for module in ("cloudbank.platform.bench_acd", "cloudbank.video.bench_media", "cloudbank.video.bench_asr"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cloudbank", description="cloudbank: remote video tellers for bank branches.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run the whole system in one process on the embedded default")
+    _common(up)
+    _serving(up)
+    up.set_defaults(func=cmd_up)
+
+    for name, text in (("platform", "the service platform API"), ("video", "a video node"),
+                       ("media", "the media platform and admin console"), ("seat", "the teller console"),
+                       ("phone", "the phone client page")):
+        p = sub.add_parser(name, help=f"run {text} alone against a shared Redis and database")
+        _common(p)
+        _serving(p)
+        p.set_defaults(func=_cmd_service(name))
+
+    users = sub.add_parser("users", help="manage tellers, supervisors and admins")
+    users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser, metavar="ACTION")
+    add = users_sub.add_parser("add", help="add a person (password read from stdin, else generated)")
+    _common(add)
+    add.add_argument("--role", required=True, choices=["teller", "supervisor", "admin"])
+    add.add_argument("--name", required=True, help="username (a-z, 0-9, . _ -)")
+    add.add_argument("--display-name", help="name shown to customers and colleagues")
+    add.add_argument("--skills", help="teller skills as CODE:LEVEL,... (default: every general skill)")
+    add.add_argument("--quiet-password", action="store_true", help=argparse.SUPPRESS)
+    add.set_defaults(func=_db_command(_users_add))
+    lst = users_sub.add_parser("list", help="list people")
+    _common(lst)
+    lst.set_defaults(func=_db_command(_users_list))
+
+    devices = sub.add_parser("devices", help="kiosk devices")
+    dev_sub = devices.add_subparsers(dest="devices_command", required=True, parser_class=_Parser, metavar="ACTION")
+    enrol = dev_sub.add_parser("enrol", help="print a one-time enrolment code for a kiosk")
+    _common(enrol)
+    enrol.add_argument("--branch", required=True, help="branch id, e.g. demo")
+    enrol.add_argument("--create-branch", metavar="NAME", help="create the branch with this name if missing")
+    enrol.set_defaults(func=_db_command(_devices_enrol))
+
+    audit = sub.add_parser("audit", help="the audit chain")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser, metavar="ACTION")
+    verify = audit_sub.add_parser("verify", help="walk the chain; print OK or the first broken record")
+    _common(verify)
+    verify.set_defaults(func=_db_command(_audit_verify))
+
+    keys = sub.add_parser("keys", help="token signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser, metavar="ACTION")
+    rotate = keys_sub.add_parser("rotate", help="start signing with a new key (nobody is logged out)")
+    _common(rotate)
+    rotate.set_defaults(func=_db_command(_keys_rotate))
+
+    _load_benches()
+    bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser, metavar="NAME")
+    for name, (help_text, add_args, run) in BENCHES.items():
+        b = bench_sub.add_parser(name, help=help_text)
+        _common(b)
+        b.add_argument("--json", type=Path, help="write the results here as JSON")
+        add_args(b)
+        b.set_defaults(func=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = _config(args)
+        return int(args.func(args, config))
+    except (CloudbankError, ApiError) as exc:
+        message = exc.message if isinstance(exc, ApiError) else str(exc)
+        print(f"cloudbank: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

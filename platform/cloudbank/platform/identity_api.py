@@ -1,0 +1,122 @@
+"""HTTP endpoints for signing in and for kiosk devices: /login, /logout, /me, /devices/*."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from cloudbank.platform.errors import Forbidden, Unauthorized
+from cloudbank.platform.identity import Directory, LoginGuard
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS, authenticate, revoke
+from cloudbank.platform.validation import limit, read_json
+
+routes = web.RouteTableDef()
+
+
+@dataclass(frozen=True)
+class LoginBody:
+    username: str = field(metadata=limit(64))
+    password: str = field(metadata=limit(256))
+
+
+@dataclass(frozen=True)
+class EnrolBody:
+    code: str = field(metadata=limit(32))
+    name: str = field(metadata=limit(200))
+
+
+@dataclass(frozen=True)
+class HeartbeatBody:
+    online: bool
+    camera_ok: bool
+    microphone_ok: bool
+    peripherals_ok: bool
+    app_version: str = field(metadata=limit(64))
+    details: dict[str, str] = field(default_factory=dict)
+
+
+def _client_ip(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.Response:
+    """Sign in a teller, supervisor or admin; returns a bearer token for the API."""
+    body = await read_json(request, LoginBody)
+    app = request.app
+    config = app[CONFIG]
+    guard = LoginGuard(app[REDIS], config.login_max_failures, config.login_lockout_s, config.login_ip_per_minute)
+    username = body.username.strip().lower()
+    await guard.check(username, _client_ip(request))
+    user = await Directory(app[ENGINE]).check_password(username, body.password)
+    if user is None:
+        await guard.failed(username)
+        await app[AUDIT].append(username, "login.failed", f"user:{username}", {"ip": _client_ip(request)})
+        raise Unauthorized("wrong username or password")
+    await guard.succeeded(username)
+    token = app[KEYS].issue(user.id, user.role, "api", config.user_token_ttl_s, name=user.username)
+    await app[AUDIT].append(user.id, "login", f"user:{user.id}", {"ip": _client_ip(request)})
+    return web.json_response({"token": token, "user": user.public(), "expires_in": config.user_token_ttl_s})
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    claims = await authenticate(request)
+    await revoke(request.app[REDIS], claims)
+    return web.json_response({"ok": True})
+
+
+@routes.get("/me")
+async def me(request: web.Request) -> web.Response:
+    claims = await authenticate(request)
+    body: dict[str, Any] = {"id": claims.sub, "role": claims.role, "expires_at": claims.exp}
+    if claims.role in ("teller", "supervisor", "admin"):
+        body["user"] = (await Directory(request.app[ENGINE]).get_user(claims.sub)).public()
+    return web.json_response(body)
+
+
+@routes.post("/devices/enrol")
+async def enrol(request: web.Request) -> web.Response:
+    """A kiosk spends its one-time code and receives its long-lived device credential."""
+    body = await read_json(request, EnrolBody)
+    app = request.app
+    device = await Directory(app[ENGINE]).enrol_device(body.code, body.name.strip() or "kiosk")
+    token = app[KEYS].issue(device.id, "device", "api", app[CONFIG].device_token_ttl_s, branch=device.branch_id)
+    await app[AUDIT].append(device.id, "device.enrolled", f"device:{device.id}", {"branch": device.branch_id})
+    return web.json_response({"device_id": device.id, "branch_id": device.branch_id, "token": token}, status=201)
+
+
+async def current_device(request: web.Request) -> str:
+    """The calling kiosk's id, refusing revoked devices."""
+    claims = await authenticate(request, roles=("device",))
+    device = await Directory(request.app[ENGINE]).get_device(claims.sub)
+    if device.revoked:
+        raise Forbidden("this device was revoked; enrol it again with a new code")
+    return device.id
+
+
+@routes.post("/devices/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    device_id = await current_device(request)
+    body = await read_json(request, HeartbeatBody)
+    await Directory(request.app[ENGINE]).record_heartbeat(device_id, {
+        "online": body.online, "camera_ok": body.camera_ok, "microphone_ok": body.microphone_ok,
+        "peripherals_ok": body.peripherals_ok, "app_version": body.app_version, "details": body.details})
+    return web.json_response({"ok": True})
+
+
+@routes.get("/devices")
+async def list_devices(request: web.Request) -> web.Response:
+    await authenticate(request, roles=("admin", "supervisor"))
+    return web.json_response({"devices": await Directory(request.app[ENGINE]).list_devices()})
+
+
+@routes.post("/devices/{device_id}/revoke")
+async def revoke_device(request: web.Request) -> web.Response:
+    claims = await authenticate(request, roles=("admin",))
+    device_id = request.match_info["device_id"][:64]
+    await Directory(request.app[ENGINE]).revoke_device(device_id)
+    await request.app[AUDIT].append(claims.sub, "device.revoked", f"device:{device_id}")
+    return web.json_response({"ok": True})

@@ -1,0 +1,169 @@
+"""Durable records: the SQL schema, its upgrades, and the engine (SQLite by default, PostgreSQL by URL).
+
+The schema is versioned: `MIGRATIONS[i]` brings a database from version i to i+1, and the
+`schema_version` table records where a database is. `migrate()` runs at every start and is a
+no-op when the database is current. To change the schema, append a step; never edit one that shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cloudbank.platform.errors import StartupError
+
+metadata = sa.MetaData()
+
+
+def _ts() -> sa.Column[Any]:
+    return sa.Column("created_at", sa.Float, nullable=False)
+
+
+schema_version = sa.Table(
+    "schema_version", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+branches = sa.Table(
+    "branches", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    _ts(),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    # JSON: {"skill_code": level, ...}
+    sa.Column("skills", sa.Text, nullable=False, server_default="{}"),
+    # JSON list of queue (service) codes a supervisor oversees; empty = all
+    sa.Column("queues", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    _ts(),
+)
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("branch_id", sa.String(64), sa.ForeignKey("branches.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    # JSON of the last heartbeat the kiosk sent
+    sa.Column("status", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("last_seen", sa.Float, nullable=True),
+    _ts(),
+)
+
+enrolment_codes = sa.Table(
+    "enrolment_codes", metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("branch_id", sa.String(64), sa.ForeignKey("branches.id"), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used_by", sa.String(36), nullable=True),
+    _ts(),
+)
+
+signing_keys = sa.Table(
+    "signing_keys", metadata,
+    sa.Column("kid", sa.String(32), primary_key=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    _ts(),
+)
+
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("ticket_id", sa.String(36), nullable=False),
+    sa.Column("service", sa.String(64), nullable=False),
+    sa.Column("customer", sa.String(128), nullable=False),
+    sa.Column("teller_id", sa.String(36), nullable=True),
+    sa.Column("video_node", sa.String(128), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("disposition", sa.String(64), nullable=True),
+    sa.Column("notes", sa.Text, nullable=True),
+    sa.Column("ended_at", sa.Float, nullable=True),
+    _ts(),
+)
+
+audit_head = sa.Table(
+    "audit_head", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+GENESIS_HASH = "0" * 64
+
+
+def _v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[branches, users, devices, enrolment_codes, signing_keys,
+                                      sessions, audit_head, audit_log])
+    conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _migrate_sync(conn: Connection) -> int:
+    metadata.create_all(conn, tables=[schema_version])
+    row = conn.execute(sa.select(schema_version.c.version).where(schema_version.c.id == 1)).first()
+    current = row[0] if row else 0
+    if current > SCHEMA_VERSION:
+        raise StartupError(f"the database is at schema version {current}, newer than this cloudbank "
+                           f"({SCHEMA_VERSION}): upgrade cloudbank")
+    for step in MIGRATIONS[current:]:
+        step(conn)
+    if row is None:
+        conn.execute(schema_version.insert().values(id=1, version=SCHEMA_VERSION))
+    elif current != SCHEMA_VERSION:
+        conn.execute(schema_version.update().where(schema_version.c.id == 1).values(version=SCHEMA_VERSION))
+    return SCHEMA_VERSION
+
+
+async def migrate(engine: AsyncEngine) -> int:
+    """Bring the schema to SCHEMA_VERSION in one transaction; returns the version."""
+    async with engine.begin() as conn:
+        return await conn.run_sync(_migrate_sync)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for the URL; SQLite gets WAL and a busy timeout so several services share it."""
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if url.startswith("sqlite"):
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"

@@ -1,0 +1,149 @@
+"""What every cloudbank service app shares: typed app keys, its Redis and database resources,
+JSON errors, `GET healthz`, and token checks on requests.
+
+Each subsystem's `create_app(config)` starts from `service_app(config, name)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloudbank.platform.audit import AuditChain
+from cloudbank.platform.config import Config
+from cloudbank.platform.errors import ApiError, TooLarge, TooManyRequests, Unauthorized
+from cloudbank.platform.records import create_engine, migrate
+from cloudbank.platform.tokens import Claims, KeyRing
+
+log = logging.getLogger("cloudbank")
+
+CONFIG = web.AppKey("config", Config)
+REDIS = web.AppKey("redis", Redis)
+ENGINE = web.AppKey("engine", AsyncEngine)
+KEYS = web.AppKey("keys", KeyRing)
+AUDIT = web.AppKey("audit", AuditChain)
+SERVICE = web.AppKey("service", str)
+STARTED = web.AppKey("started", float)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def redis_client(url: str) -> Redis:
+    return Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if config.redis_url is None:
+        raise RuntimeError("redis_url must be resolved at the edge (cloudbank up starts the embedded one)")
+    redis = redis_client(config.redis_url)
+    engine = create_engine(config.effective_database_url)
+    await migrate(engine)
+    keys = KeyRing(engine)
+    await keys.load()
+    app[REDIS] = redis
+    app[ENGINE] = engine
+    app[KEYS] = keys
+    app[AUDIT] = AuditChain(engine)
+    yield
+    await redis.aclose()
+    await engine.dispose()
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal is JSON `{"error", "message", ...}` with the right status; nothing else leaks."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        return web.json_response(exc.to_json(), status=exc.status, headers=headers)
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response(TooLarge("the body is too large").to_json(), status=413)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return web.json_response({"error": exc.reason.lower().replace(" ", "_"),
+                                  "message": exc.text or exc.reason}, status=exc.status,
+                                 headers={k: v for k, v in exc.headers.items() if k == "Allow"})
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+async def check_dependencies(app: web.Application) -> dict[str, str]:
+    """Ping Redis and the database; each maps to "ok" or what went wrong."""
+    deps: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(app[REDIS].ping(), 2)
+        deps["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "down", and we say which
+        deps["redis"] = f"down: {type(exc).__name__}: {exc}"[:200]
+    try:
+        async with app[ENGINE].connect() as conn:
+            await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2)
+        deps["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        deps["database"] = f"down: {type(exc).__name__}: {exc}"[:200]
+    return deps
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    deps = await check_dependencies(app)
+    down = [name for name, state in deps.items() if state != "ok"]
+    body: dict[str, Any] = {"status": "ok" if not down else "degraded", "service": app[SERVICE],
+                            "dependencies": deps, "uptime_s": round(time.monotonic() - app[STARTED], 1)}
+    if down:
+        body["down"] = down
+    return web.json_response(body, status=200 if not down else 503)
+
+
+def service_app(config: Config, name: str, client_max_size: int = 1024 * 1024) -> web.Application:
+    """A service app with resources, JSON errors and `GET healthz`; add routes to it."""
+    app = web.Application(middlewares=[json_errors, security_headers], client_max_size=client_max_size)
+    app[CONFIG] = config
+    app[SERVICE] = name
+    app[STARTED] = time.monotonic()
+    app.cleanup_ctx.append(_resources)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    # WebSocket clients in browsers cannot set headers: they pass ?token=
+    return request.query.get("token", "")
+
+
+async def authenticate(request: web.Request, roles: Iterable[str] | None = None,
+                       scope: str | None = "api") -> Claims:
+    """The caller's verified claims (401/403 otherwise); revoked tokens are refused."""
+    token = bearer(request)
+    if not token:
+        raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'")
+    claims = await request.app[KEYS].verify(token, roles=roles, scope=scope)
+    if await request.app[REDIS].exists(f"revoked:{claims.jti}"):
+        raise Unauthorized("the token was revoked; sign in again")
+    return claims
+
+
+async def revoke(redis: Redis, claims: Claims) -> None:
+    ttl = max(1, int(claims.exp - time.time()) + 1)
+    await redis.set(f"revoked:{claims.jti}", "1", ex=ttl)
