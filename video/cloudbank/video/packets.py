@@ -7,6 +7,7 @@ on the event loop: a sink must return quickly (queue work to a thread, never blo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from aiortc.rtp import RtpPacket
@@ -29,12 +30,13 @@ class TrackInfo:
     channels: int = 1
 
 
+# Given to sinks by the forwarder: ask the party's sender for a video keyframe (PLI) now.
+KeyframeRequester = Callable[[Party], None]
+
+
 class PacketSink(Protocol):
     def on_rtp(self, track: TrackInfo, packet: RtpPacket) -> None:
         """Called for each received packet (after RTX unwrapping), on the event loop; must not block."""
-
-    def request_keyframe(self) -> bool:
-        """True when this sink wants the forwarder to ask the sender for a keyframe now."""
 
     async def close(self) -> None:
         """The call ended or the party left for good: flush and release."""
