@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-
 from cloudbank.platform import identity_api
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import service_app

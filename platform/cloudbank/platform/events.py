@@ -61,7 +61,7 @@ async def publish_to_session(redis: Redis, session_id: str, event: dict[str, Any
 async def read(redis: Redis, client_id: str, last_id: str = "0-0", block_ms: int | None = None,
                count: int = 100) -> list[tuple[str, dict[str, Any]]]:
     """Events after `last_id` (oldest first); blocks up to `block_ms` when there are none."""
-    reply = await redis.xread({stream_key(client_id): last_id}, count=count, block=block_ms)
+    reply: Any = await redis.xread({stream_key(client_id): last_id}, count=count, block=block_ms)
     out: list[tuple[str, dict[str, Any]]] = []
     for _key, entries in reply or []:
         for entry_id, fields in entries:

@@ -6,8 +6,8 @@ on the event loop: a sink must return quickly (queue work to a thread, never blo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from aiortc.rtp import RtpPacket
