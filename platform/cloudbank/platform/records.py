@@ -112,6 +112,26 @@ audit_log = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
 )
 
+# The service catalogue (cloudbank.platform.catalogue): one row per service a customer can ask for.
+services = sa.Table(
+    "services", metadata,
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("skill", sa.String(64), nullable=False),
+    sa.Column("strategy", sa.String(32), nullable=False),
+    sa.Column("ring_timeout_s", sa.Float, nullable=False),
+    sa.Column("wrapup_s", sa.Float, nullable=False),
+    sa.Column("dual_recording", sa.Boolean, nullable=False),
+    sa.Column("expected_handle_s", sa.Float, nullable=False),
+    # JSON lists of phrases: suggesting the service, required in a dual-recorded sale, forbidden
+    sa.Column("keywords", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("required_phrases", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("forbidden_phrases", sa.Text, nullable=False, server_default="[]"),
+    # True when the skill needs a special qualification (not given to new tellers by default)
+    sa.Column("qualified_only", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 GENESIS_HASH = "0" * 64
 
 
@@ -121,7 +141,11 @@ def _v1(conn: Connection) -> None:
     conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[services])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
