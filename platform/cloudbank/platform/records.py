@@ -132,6 +132,21 @@ services = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+# The queue log (cloudbank.platform.queue_log): every queue event, copied from the Redis stream.
+# The id is the stream entry id, so copying an entry twice (two nodes, a retry) stores it once.
+queue_log = sa.Table(
+    "queue_log", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("ticket_id", sa.String(64), nullable=False),
+    sa.Column("teller_id", sa.String(64), nullable=True),
+    # JSON of the event's other fields (waited_s, handle_s, reason, ...)
+    sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+    sa.Index("ix_queue_log_queue_at", "queue", "at"),
+)
+
 GENESIS_HASH = "0" * 64
 
 
@@ -145,7 +160,11 @@ def _v2(conn: Connection) -> None:
     metadata.create_all(conn, tables=[services])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[queue_log])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
