@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
-
 from cloudbank.platform.config import Config
 from cloudbank.platform.redis_server import EmbeddedRedis
 

@@ -1,0 +1,149 @@
+"""The `cloudbank` command as a person uses it: real processes, real ports, real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CLI = [str(Path(sys.executable).parent / "cloudbank")]
+COMMANDS = [[], ["up"], ["platform"], ["video"], ["media"], ["seat"], ["phone"], ["users"], ["users", "add"],
+            ["users", "list"], ["devices"], ["devices", "enrol"], ["audit"], ["audit", "verify"], ["keys"],
+            ["keys", "rotate"], ["bench"]]
+
+
+def run(*args: str, data: Path | None = None, stdin: str = "", env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDBANK_")}
+    full_env.update(env or {})
+    argv = [*CLI, *args] + (["--data", str(data)] if data is not None else [])
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def one_clear_line(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cloudbank")
+def test_help_on_every_command(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0 and "usage: cloudbank" in result.stdout
+
+
+def test_unknown_flag() -> None:
+    one_clear_line(run("up", "--frobnicate"), "unrecognized arguments: --frobnicate")
+    one_clear_line(run("nonsense"), "invalid choice")
+
+
+def test_bad_setting_names_it(tmp_path: Path) -> None:
+    one_clear_line(run("users", "list", data=tmp_path, env={"CLOUDBANK_LOGIN_LOCKOUT_S": "soon"}),
+                   "CLOUDBANK_LOGIN_LOCKOUT_S")
+    one_clear_line(run("up", "--port", "99999", data=tmp_path), "setting port")
+
+
+def test_unwritable_data_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    one_clear_line(run("up", data=blocker / "data"), "is not writable")
+
+
+def test_redis_url_that_does_not_answer(tmp_path: Path) -> None:
+    one_clear_line(run("up", "--redis-url", f"redis://127.0.0.1:{free_port()}", data=tmp_path),
+                   "does not answer")
+
+
+def test_single_service_needs_a_shared_redis(tmp_path: Path) -> None:
+    one_clear_line(run("platform", data=tmp_path), "CLOUDBANK_REDIS_URL")
+
+
+def test_port_in_use_and_no_redis_left(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        one_clear_line(run("up", "--port", str(port), data=tmp_path), f"port {port} on 127.0.0.1 is in use")
+    assert not _redis_pids(tmp_path)
+
+
+def _redis_pids(data: Path) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"redis-server unixsocket:{data}"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback test URL
+        return dict(json.load(resp))
+
+
+@pytest.mark.slow
+def test_up_serves_everything_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDBANK_")}
+    proc = subprocess.Popen([*CLI, "up", "--data", str(tmp_path), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        healthy: dict[str, object] = {}
+        while time.monotonic() < deadline and len(healthy) < 5:
+            for prefix in ("api", "video", "media", "seat", "phone"):
+                if prefix not in healthy:
+                    try:
+                        healthy[prefix] = _get_json(f"http://127.0.0.1:{port}/{prefix}/healthz")
+                    except OSError:
+                        pass
+            time.sleep(0.2)
+        assert len(healthy) == 5, healthy
+        for body in healthy.values():
+            assert isinstance(body, dict) and body["status"] == "ok"
+            assert body["dependencies"] == {"redis": "ok", "database": "ok"}
+        assert len(_redis_pids(tmp_path)) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert re.search(r"teller\s+teller1\s+password: \S{16}", out)
+    assert "kiosk enrolment code for branch 'demo'" in out
+    assert f"http://127.0.0.1:{port}/seat/" in out
+    assert not _redis_pids(tmp_path)
+    assert (tmp_path / "redis" / "appendonly.aof").exists() or (tmp_path / "redis" / "appendonlydir").exists()
+
+
+def test_users_devices_audit_keys(tmp_path: Path) -> None:
+    added = run("users", "add", "--role", "teller", "--name", "bob", data=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert re.search(r"password: \S{16}", added.stdout)
+    chosen = run("users", "add", "--role", "supervisor", "--name", "sue", data=tmp_path,
+                 stdin="a long enough password\n")
+    assert chosen.returncode == 0 and "password:" in chosen.stdout
+    one_clear_line(run("users", "add", "--role", "teller", "--name", "bob", data=tmp_path), "already exists")
+    one_clear_line(run("users", "add", "--role", "teller", "--name", "Bad Name!", data=tmp_path), "username")
+    one_clear_line(run("users", "add", "--role", "teller", "--name", "tim", data=tmp_path, stdin="short\n"),
+                   "at least 10")
+    listed = run("users", "list", data=tmp_path)
+    assert "bob" in listed.stdout and "sue" in listed.stdout and "supervisor" in listed.stdout
+    one_clear_line(run("devices", "enrol", "--branch", "nowhere", data=tmp_path), "no branch nowhere")
+    enrol = run("devices", "enrol", "--branch", "b1", "--create-branch", "Branch 1", data=tmp_path)
+    assert re.search(r"enrolment code for branch b1: [0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}", enrol.stdout)
+    assert run("keys", "rotate", data=tmp_path).returncode == 0
+    verify = run("audit", "verify", data=tmp_path)
+    assert verify.returncode == 0 and verify.stdout.startswith("OK")

@@ -1,0 +1,138 @@
+"""Sign-in, lockout, device enrolment and token checks through the platform app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from cloudbank.platform.app import create_app
+from cloudbank.platform.config import Config
+from cloudbank.platform.identity import Directory
+from cloudbank.platform.service import ENGINE
+
+Client = TestClient[Any, Any]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def api(aiohttp_client: MakeClient, config: Config) -> Client:
+    return await aiohttp_client(create_app(config.with_(login_max_failures=3)))
+
+
+async def _user(api: Client, role: str = "teller", name: str = "alice") -> str:
+    directory = Directory(api.app[ENGINE])
+    _, password = await directory.add_user(name, role, password="correct horse battery")
+    return password
+
+
+async def _login(api: Client, username: str, password: str) -> Any:
+    return await api.post("/login", json={"username": username, "password": password})
+
+
+async def test_healthz_reports_dependencies(api: Client) -> None:
+    resp = await api.get("/healthz")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "ok" and body["dependencies"] == {"redis": "ok", "database": "ok"}
+
+
+async def test_healthz_names_the_dependency_that_is_down(aiohttp_client: MakeClient, config: Config,
+                                                         tmp_path: Any) -> None:
+    api = await aiohttp_client(create_app(config.with_(redis_url=f"unix://{tmp_path}/nothing.sock")))
+    resp = await api.get("/healthz")
+    body = await resp.json()
+    assert resp.status == 503 and body["status"] == "degraded"
+    assert body["down"] == ["redis"] and body["dependencies"]["database"] == "ok"
+
+
+async def test_login_and_me(api: Client) -> None:
+    password = await _user(api)
+    resp = await _login(api, "alice", password)
+    assert resp.status == 200
+    token = (await resp.json())["token"]
+    me = await api.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert (await me.json())["user"]["username"] == "alice"
+    assert (await api.post("/logout", headers={"Authorization": f"Bearer {token}"})).status == 200
+    again = await api.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert again.status == 401 and "revoked" in (await again.json())["message"]
+
+
+async def test_wrong_password_then_lockout(api: Client) -> None:
+    password = await _user(api)
+    for _ in range(3):
+        resp = await _login(api, "alice", "wrong password!")
+        assert resp.status == 401
+        assert (await resp.json())["message"] == "wrong username or password"
+    locked = await _login(api, "alice", password)  # even the right password is refused while locked
+    assert locked.status == 429 and (await locked.json())["locked"] is True
+    assert int(locked.headers["Retry-After"]) > 0
+    assert (await _login(api, "nobody", "whatever pw")).status == 401
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "needle"), [
+    (b"{not json", "application/json", 400, "not valid JSON"),
+    (b'{"username": "a"}', "application/json", 400, "'password' is required"),
+    (b'{"username": "a", "password": "b", "role": "admin"}', "application/json", 400, "unknown field 'role'"),
+    (b'{"username": 5, "password": "b"}', "application/json", 400, "must be a string"),
+    (b'[]', "application/json", 400, "JSON object"),
+    (b'{"username": "' + b"a" * 1_000_000 + b'", "password": "b"}', "application/json", 400, "longer than 64"),
+    (b'{"username": "' + b"a" * 2_000_000 + b'", "password": "b"}', "application/json", 413, "too large"),
+    (b'{"username": "' + b"a" * 100 + b'", "password": "b"}', "application/json", 400, "longer than 64"),
+    (b"username=a&password=b", "application/x-www-form-urlencoded", 415, "application/json"),
+])
+async def test_login_bad_input(api: Client, body: bytes, content_type: str, status: int, needle: str) -> None:
+    resp = await api.post("/login", data=body, headers={"Content-Type": content_type})
+    assert resp.status == status
+    payload = await resp.json()
+    assert needle in payload["message"]
+
+
+async def test_device_enrolment_is_one_time(api: Client) -> None:
+    directory = Directory(api.app[ENGINE])
+    await directory.ensure_branch("b1", "Branch One")
+    code = await directory.create_enrolment_code("b1")
+    resp = await api.post("/devices/enrol", json={"code": code, "name": "kiosk 1"})
+    assert resp.status == 201
+    body = await resp.json()
+    assert body["branch_id"] == "b1"
+    replay = await api.post("/devices/enrol", json={"code": code, "name": "kiosk 2"})
+    assert replay.status == 401
+    assert len(await directory.list_devices()) == 1
+    wrong = await api.post("/devices/enrol", json={"code": "AAAAAA-BBBBBB-CCCCCC", "name": "x"})
+    assert wrong.status == 401
+
+    device_auth = {"Authorization": f"Bearer {body['token']}"}
+    beat = {"online": True, "camera_ok": True, "microphone_ok": False, "peripherals_ok": True,
+            "app_version": "1.0"}
+    assert (await api.post("/devices/heartbeat", json=beat, headers=device_auth)).status == 200
+    status = (await directory.list_devices())[0]["status"]
+    assert status["microphone_ok"] is False
+    # a kiosk token is not a teller or admin token
+    assert (await api.get("/devices", headers=device_auth)).status == 403
+
+
+async def test_revoked_device_is_refused(api: Client) -> None:
+    directory = Directory(api.app[ENGINE])
+    await directory.ensure_branch("b1", "Branch One")
+    enrolled = await (await api.post("/devices/enrol", json={
+        "code": await directory.create_enrolment_code("b1"), "name": "k"})).json()
+    admin_pw = await _user(api, "admin", "root")
+    admin = (await (await _login(api, "root", admin_pw)).json())["token"]
+    teller_pw = await _user(api, "teller", "tina")
+    teller = (await (await _login(api, "tina", teller_pw)).json())["token"]
+    path = f"/devices/{enrolled['device_id']}/revoke"
+    assert (await api.post(path, headers={"Authorization": f"Bearer {teller}"})).status == 403
+    assert (await api.post(path, headers={"Authorization": f"Bearer {admin}"})).status == 200
+    beat = {"online": True, "camera_ok": True, "microphone_ok": True, "peripherals_ok": True, "app_version": "1"}
+    resp = await api.post("/devices/heartbeat", json=beat, headers={"Authorization": f"Bearer {enrolled['token']}"})
+    assert resp.status == 403 and "revoked" in (await resp.json())["message"]
+    assert (await api.post("/devices/unknown/revoke", headers={"Authorization": f"Bearer {admin}"})).status == 404
+
+
+async def test_missing_and_forged_tokens(api: Client) -> None:
+    assert (await api.get("/me")).status == 401
+    assert (await api.get("/me", headers={"Authorization": "Bearer abc.def.ghi"})).status == 401
+    assert (await api.get("/me?token=" + "x" * 5000)).status == 401
