@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from cloudbank.platform import identity_api
+from cloudbank.platform import catalogue, identity_api
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import service_app
 
@@ -11,4 +11,5 @@ from cloudbank.platform.service import service_app
 def create_app(config: Config) -> web.Application:
     app = service_app(config, "platform")
     app.add_routes(identity_api.routes)
+    app.add_routes(catalogue.routes)
     return app

@@ -176,6 +176,11 @@ async def _users_add(ctx: Any) -> int:
     if not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\n") or None
     skills = _parse_skills(args.skills) if args.skills else None
+    if skills is None and args.role == "teller":
+        from cloudbank.platform.catalogue import Catalogue
+
+        # Every skill that needs no special qualification (`general` included).
+        skills = await Catalogue(engine).default_teller_skills()
     user, password = await Directory(engine).add_user(args.name, args.role, args.display_name or "",
                                                       password, skills=skills)
     print(f"created {user.role} {user.username} (id {user.id})")

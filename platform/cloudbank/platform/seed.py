@@ -1,12 +1,34 @@
-"""Demo data that `cloudbank up` creates on its first start: a branch, a kiosk code and accounts."""
+"""Demo data that `cloudbank up` creates on its first start: a branch, a kiosk code, accounts and
+the service catalogue."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cloudbank.platform.catalogue import GENERAL, Catalogue, Service
 from cloudbank.platform.identity import Directory
 
 DEMO_BRANCH = ("demo", "Demo Branch")
+
+# A small but realistic catalogue. Keywords are what the live transcript suggests a service from;
+# the wealth product is a dual-recorded sale with phrases the teller must say and must never say.
+DEMO_SERVICES = (
+    Service(GENERAL, "General enquiry", "general", "longest_idle", 20, 30, False, 240,
+            ("question", "information", "안녕하세요", "확인")),
+    Service("open_account", "Open an account", "accounts", "longest_idle", 20, 60, False, 900,
+            ("open an account", "new account", "savings account", "계좌", "저축")),
+    Service("lost_card", "Report a lost or stolen card", "cards", "fewest_calls", 15, 30, False, 300,
+            ("lost my card", "stolen card", "block my card", "카드")),
+    Service("transfer", "Make a transfer", "payments", "longest_idle", 20, 30, False, 420,
+            ("transfer", "send money", "wire", "얼마")),
+    Service("change_phone", "Change phone number", "general", "longest_idle", 20, 30, False, 300,
+            ("change my phone number", "new phone number", "mobile number")),
+    Service("wealth", "Wealth product (fund / insurance)", "wealth", "skill_level", 30, 120, True, 1800,
+            ("investment", "fund", "insurance", "wealth"),
+            required_phrases=("risk disclosure", "you may lose money", "cooling-off period"),
+            forbidden_phrases=("guaranteed return", "no risk", "cannot lose"),
+            qualified_only=True),
+)
 
 
 @dataclass
@@ -16,14 +38,27 @@ class SeedResult:
     enrolment_code: str = ""
 
 
+async def seed_services(catalogue: Catalogue) -> bool:
+    """Create the demo catalogue when it is empty (admins' edits are never overwritten)."""
+    if await catalogue.list():
+        return False
+    for svc in DEMO_SERVICES:
+        await catalogue.upsert(svc)
+    return True
+
+
 async def seed_demo(directory: Directory) -> SeedResult:
-    """Seed once: does nothing when any user exists already."""
+    """Seed once: the catalogue when it is empty; people and the kiosk code when no user exists."""
+    catalogue = Catalogue(directory.engine)
+    await seed_services(catalogue)
     if await directory.list_users():
         return SeedResult(created=False)
     await directory.ensure_branch(*DEMO_BRANCH)
     result = SeedResult(created=True)
+    teller_skills = await catalogue.default_teller_skills()
     for role, username in (("teller", "teller1"), ("supervisor", "supervisor1"), ("admin", "admin1")):
-        _, password = await directory.add_user(username, role, display_name=f"Demo {role}")
+        _, password = await directory.add_user(username, role, display_name=f"Demo {role}",
+                                               skills=teller_skills if role == "teller" else None)
         result.accounts.append((role, username, password))
     result.enrolment_code = await directory.create_enrolment_code(DEMO_BRANCH[0])
     return result
