@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from cloudbank.platform import catalogue, identity_api
+from cloudbank.platform import catalogue, events_api, identity_api
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import service_app
 
@@ -12,4 +12,5 @@ def create_app(config: Config) -> web.Application:
     app = service_app(config, "platform")
     app.add_routes(identity_api.routes)
     app.add_routes(catalogue.routes)
+    app.add_routes(events_api.routes)
     return app
