@@ -181,6 +181,10 @@ class PlatformClient:
 class EventStream:
     """Async iterator over platform events; reconnects and resumes after the last delivered id.
 
+    `connected` is set once the server said hello (its position in our stream is then fixed, so an
+    action taken after that cannot produce an event we miss). Without a `last_id` the first
+    connection starts at the stream's current end.
+
     A 401/403 at connect (revoked or expired token) ends the stream with PlatformError: retrying
     would not help. Network failures retry with capped exponential backoff.
     """
@@ -207,7 +211,6 @@ class EventStream:
             try:
                 ws = await self.client.http.ws_connect(self._ws_url(), heartbeat=20)
                 self.connects += 1
-                self.connected.set()
                 return ws
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status in (400, 401, 403, 404):
@@ -239,10 +242,17 @@ class EventStream:
                         continue
                     if not isinstance(event, dict):
                         continue
-                    if event.get("type") == "error":
-                        raise PlatformError(400, str(event.get("code", "error")), str(event.get("message", "")))
                     if event.get("id"):
                         self.last_id = str(event["id"])
+                    kind = event.get("type")
+                    if kind == "hello":
+                        # The server's position in our stream: from here on nothing is missed.
+                        self.connected.set()
+                        continue
+                    if kind == "pong":
+                        continue
+                    # Errors (rate_limited, token_expired, ...) are delivered; a fatal one closes the
+                    # socket and the reconnect then fails with PlatformError if the token is bad.
                     yield event
             finally:
                 self.connected.clear()
@@ -250,6 +260,9 @@ class EventStream:
                     await self._ws.close()
             if not self._closed:
                 log.info("events: connection dropped; resuming after %s", self.last_id or "the start")
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self.connected.wait(), timeout)
 
     async def drop(self) -> None:
         """Close the current socket (the stream reconnects); used to test and to force a resume."""
