@@ -153,7 +153,7 @@ async def test_events_with_a_revoked_device_token_end_the_stream(server: str, di
 
 async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     async def poll() -> None:
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - a test polls a plain predicate
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), timeout)
