@@ -54,6 +54,10 @@ class Config:
     ice_addresses: tuple[str, ...] = ()
     # Remote candidates outside these networks are ignored (never sent to).
     ice_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # A party that has not completed ICE/DTLS this long after joining is refused (its socket closed).
+    video_ice_timeout_s: float = 15.0
+    # On shutdown a video node takes no new calls and waits this long for current calls to end.
+    video_drain_s: float = 30.0
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_secret: str = ""
@@ -188,6 +192,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "video_node_id": _parse_plain_str,
     "ice_addresses": _parse_addresses,
     "ice_allowed_networks": _parse_networks,
+    "video_ice_timeout_s": _parse_float,
+    "video_drain_s": _parse_float,
     "stun_urls": _parse_str_tuple,
     "turn_urls": _parse_str_tuple,
     "turn_secret": _parse_plain_str,
