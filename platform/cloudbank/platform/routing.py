@@ -125,7 +125,7 @@ class Router:
         self.publish = publish
         self._scripts = {name: redis.register_script(routing_lua.PRELUDE + getattr(routing_lua, name))
                          for name in ("ENQUEUE", "SET_STATE", "ACCEPT", "DECLINE", "TICK", "ABANDON",
-                                      "CALLBACK", "CALL_ENDED", "WRAPUP_DONE")}
+                                      "CALLBACK", "CALL_ENDED", "WRAPUP_DONE", "UNDO_ACCEPT")}
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -169,12 +169,16 @@ class Router:
             await self._push_ticket(tid)
 
     async def _push_ticket(self, ticket_id: str) -> None:
+        if not self.publish:
+            return
         view = await self.ticket(ticket_id)
         await events.publish(self.redis, view["customer"], {"type": "ticket.update", "ticket": view["ticket"]})
         await self.redis.hset(f"{P}pushed", ticket_id, f"{view['ticket']['position']}:"
                                                        f"{view['ticket']['estimated_wait_s']}")
 
     async def _push_teller(self, teller_id: str) -> None:
+        if not self.publish:
+            return
         await events.publish(self.redis, f"user:{teller_id}", {"type": "teller.state",
                                                               "teller": await self.teller(teller_id)})
 
@@ -333,6 +337,13 @@ class Router:
         view = await self.ticket(result["ticket_id"])
         await self._publish_view(view)
         return {**view["raw"], "ticket": view["ticket"]}
+
+    async def undo_accept(self, teller_id: str, ticket_id: str, reason: str = "session_failed") -> None:
+        """The call could not start: the ticket goes back to its place, the teller to not-ready."""
+        result = await self._run("UNDO_ACCEPT", teller_id, ticket_id, reason)
+        await self._announce(result)
+        await self._push_ticket(ticket_id)
+        await self._push_teller(teller_id)
 
     async def decline(self, offer_id: str, teller_id: str) -> dict[str, Any]:
         result = await self._run("DECLINE", offer_id, teller_id)

@@ -434,3 +434,22 @@ local made = {}
 finish_wrapup(teller, not_ready, reason, made)
 return reply({ok = true, made = made})
 """
+
+# ARGV[4..]: teller, ticket, reason. The call could not start (no video node...): the ticket goes
+# back to its old place and the teller to not-ready, as if the offer had been declined.
+UNDO_ACCEPT = r"""
+local teller, tid, reason = ARGV[4], ARGV[5], ARGV[6]
+local tk = P .. 'u:' .. teller
+local u = redis.call('HMGET', tk, 'state', 'ticket')
+if u[1] ~= 'busy' or u[2] ~= tid then return fail('not_busy') end
+roll_day(tk)
+redis.call('HINCRBY', tk, 'calls', -1)
+local q = put_back(tid)
+make_not_ready(teller, reason)
+local enq = tonumber(redis.call('HGET', P .. 't:' .. tid, 'enq'))
+log('decline', q, tid, teller, {'reason', reason, 'waited_s', fmt(now - enq)})
+local made = {}
+local pq = redis.call('HGET', P .. 't:' .. tid, 'pq')
+if not (pq and pq ~= '') then match(skill_queues(redis.call('HGET', P .. 'qs:' .. q, 'skill')), 1, made) end
+return reply({ok = true, made = made})
+"""

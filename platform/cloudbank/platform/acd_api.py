@@ -1,0 +1,259 @@
+"""HTTP endpoints of the ACD: customers' tickets, tellers' state and offers, the wallboard, metrics.
+
+Customers (kiosk `device` or verified `phone` tokens) own their tickets: another customer's id is
+answered 404 as if it did not exist. Tellers act only on their own offers. A customer holds one
+live ticket at a time (a replayed `POST tickets` gets 409 with the live one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from cloudbank.platform import metrics
+from cloudbank.platform.catalogue import Catalogue
+from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound
+from cloudbank.platform.identity import Directory
+from cloudbank.platform.identity_api import current_device
+from cloudbank.platform.matcher import QUEUE_LOG
+from cloudbank.platform.routing import ROUTER
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, REDIS, authenticate
+from cloudbank.platform.validation import limit, read_json
+
+routes = web.RouteTableDef()
+
+ID_MAX = 64
+LIVE_STATES = ("waiting", "offered", "connected", "callback")
+WALLBOARD_PUSH_S = 2.0
+STAFF_VIEW = ("supervisor", "admin")
+
+SessionStarter = Callable[[web.Application, dict[str, Any], str], Awaitable[dict[str, Any]]]
+# Tests may put a starter here to inject a fault; by default P2's `sessions.start_session`.
+SESSION_STARTER: web.AppKey[SessionStarter] = web.AppKey("acd_session_starter")
+
+
+@dataclass(frozen=True)
+class TicketBody:
+    service: str = field(metadata=limit(64))
+    priority: str = field(default="normal", metadata=limit(32))
+
+
+@dataclass(frozen=True)
+class CallbackBody:
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class TellerStateBody:
+    state: str = field(metadata=limit(16))
+    reason: str = field(default="", metadata=limit(64))
+
+
+def _path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not value or len(value) > ID_MAX:
+        raise NotFound(f"no such {name.removesuffix('_id')}")
+    return value
+
+
+async def _customer(request: web.Request) -> tuple[str, str, str]:
+    """(client id, channel, branch) of the calling kiosk or phone customer."""
+    claims = await authenticate(request, roles=("device", "phone"))
+    if claims.role == "device":
+        device_id = await current_device(request)
+        return f"device:{device_id}", "kiosk", str(claims.get("branch", ""))
+    return f"phone:{claims.sub}", "phone", ""
+
+
+async def _teller(request: web.Request) -> str:
+    return (await authenticate(request, roles=("teller",))).sub
+
+
+def _active_key(customer: str) -> str:
+    return f"acd:active:{customer}"
+
+
+@routes.post("/tickets")
+async def create_ticket(request: web.Request) -> web.Response:
+    """Take a ticket for a service; 201 with position and estimated wait."""
+    customer, channel, branch = await _customer(request)
+    body = await read_json(request, TicketBody)
+    app = request.app
+    router = app[ROUTER]
+    live = await app[REDIS].get(_active_key(customer))
+    if live:
+        with contextlib.suppress(NotFound):
+            held = await router.ticket(live if isinstance(live, str) else live.decode(), customer)
+            if held["ticket"]["state"] in LIVE_STATES:
+                raise Conflict("you already have a ticket; leave it first", ticket=held["ticket"])
+    if await router.queue_spec(body.service) is None:
+        svc = await Catalogue(app[ENGINE]).get(body.service)  # 404 for an unknown service
+        await router.sync_catalogue([svc])
+    if body.priority not in router.priorities:
+        raise BadRequest(f"priority must be one of {', '.join(router.priorities)}", field="priority")
+    ticket = await router.enqueue(service=body.service, customer=customer, channel=channel,
+                                  priority=body.priority, branch=branch)
+    await app[REDIS].set(_active_key(customer), ticket["id"], ex=24 * 3600)
+    return web.json_response({"ticket": ticket}, status=201)
+
+
+@routes.get("/tickets/{ticket_id}")
+async def get_ticket(request: web.Request) -> web.Response:
+    customer, _, _ = await _customer(request)
+    view = await request.app[ROUTER].ticket(_path_id(request, "ticket_id"), customer)
+    return web.json_response({"ticket": view["ticket"]})
+
+
+@routes.delete("/tickets/{ticket_id}")
+async def leave(request: web.Request) -> web.Response:
+    """Leave the queue (abandoned, with the time waited) or cancel a booked call-back."""
+    customer, _, _ = await _customer(request)
+    ticket = await request.app[ROUTER].abandon(_path_id(request, "ticket_id"), customer)
+    return web.json_response({"ticket": ticket})
+
+
+@routes.post("/tickets/{ticket_id}/callback")
+async def book_callback(request: web.Request) -> web.Response:
+    """Book the offered call-back: leave the queue now, be queued again at `at` (epoch seconds)."""
+    customer, _, _ = await _customer(request)
+    ticket_id = _path_id(request, "ticket_id")
+    body = await read_json(request, CallbackBody)
+    ticket = await request.app[ROUTER].book_callback(ticket_id, customer, body.at)
+    return web.json_response({"ticket": ticket})
+
+
+@routes.post("/teller/state")
+async def teller_state(request: web.Request) -> web.Response:
+    """ready / not_ready (reason) / offline. Going ready reloads the teller's skills."""
+    teller_id = await _teller(request)
+    body = await read_json(request, TellerStateBody)
+    if body.state not in ("ready", "not_ready", "offline"):
+        raise BadRequest("state must be ready, not_ready or offline", field="state")
+    user = await Directory(request.app[ENGINE]).get_user(teller_id)
+    if user.disabled:
+        raise Forbidden("this account is disabled")
+    view = await request.app[ROUTER].set_state(teller_id, body.state, body.reason.strip(), skills=user.skills)
+    return web.json_response({"teller": view})
+
+
+@routes.get("/teller")
+async def get_teller(request: web.Request) -> web.Response:
+    """The teller's state, today's counts and the queues they serve (with how many wait)."""
+    teller_id = await _teller(request)
+    router = request.app[ROUTER]
+    view = await router.teller(teller_id)
+    snap = await router.snapshot()
+    queues = [{"code": code, "waiting": q["waiting"], "longest_wait_s": q["longest_wait_s"]}
+              for code, q in snap["queues"].items() if q["skill"] in view["skills"]]
+    return web.json_response({"teller": view, "queues": queues})
+
+
+async def default_session_starter(app: web.Application, ticket: dict[str, Any], teller_id: str) -> dict[str, Any]:
+    """P2's `sessions.start_session` (looked up at call time, so either side may land first)."""
+    try:
+        sessions = importlib.import_module("cloudbank.platform.sessions")
+    except ModuleNotFoundError as exc:
+        if exc.name != "cloudbank.platform.sessions":
+            raise
+        return {"session": None, "video": None}
+    result: dict[str, Any] = await sessions.start_session(app, ticket=ticket, teller_id=teller_id)
+    return result
+
+
+@routes.post("/offers/{offer_id}/accept")
+async def accept(request: web.Request) -> web.Response:
+    """Take the offered call: the session starts and the teller gets `{session, video}`."""
+    teller_id = await _teller(request)
+    app = request.app
+    router = app[ROUTER]
+    raw = await router.accept(_path_id(request, "offer_id"), teller_id)
+    ticket = {"id": raw["id"], "service": raw["queue"], "customer": raw["customer"], "channel": raw["channel"],
+              "branch": raw.get("branch", ""), "priority": raw["priority"],
+              "transfers": int(raw.get("transfers") or 0), "waited_s": round(
+                  float(raw["accepted_at"]) - float(raw["enq"]), 1)}
+    starter = app.get(SESSION_STARTER, default_session_starter)
+    try:
+        started = await starter(app, ticket, teller_id)
+    except Exception:
+        # the call cannot start: the customer keeps their place, the teller is not ready
+        await router.undo_accept(teller_id, raw["id"])
+        raise
+    await app[AUDIT].append(teller_id, "offer.accepted", f"ticket:{raw['id']}", {"service": raw["queue"]})
+    return web.json_response({**started, "ticket": ticket})
+
+
+@routes.post("/offers/{offer_id}/decline")
+async def decline(request: web.Request) -> web.Response:
+    teller_id = await _teller(request)
+    view = await request.app[ROUTER].decline(_path_id(request, "offer_id"), teller_id)
+    return web.json_response({"teller": view})
+
+
+async def wallboard_body(app: web.Application) -> dict[str, Any]:
+    router = app[ROUTER]
+    config = app[CONFIG]
+    snap = await router.snapshot()
+    now = snap["at"]
+    events = await app[QUEUE_LOG].recent(now - config.metrics_window_s, now)
+    computed = metrics.compute(events, now=now, window_s=config.metrics_window_s,
+                               service_level_s=config.service_level_s)
+    for code, q in snap["queues"].items():
+        q["metrics"] = computed.get(code, metrics.QueueMetrics()).public()
+    return {**snap, "window_s": config.metrics_window_s, "service_level_s": config.service_level_s}
+
+
+@routes.get("/wallboard")
+async def wallboard(request: web.Request) -> web.Response:
+    """Queues (waiting, longest wait, metrics over the window, tellers by state) and every teller."""
+    await authenticate(request, roles=STAFF_VIEW)
+    return web.json_response(await wallboard_body(request.app))
+
+
+@routes.get("/wallboard/ws")
+async def wallboard_ws(request: web.Request) -> web.WebSocketResponse:
+    """The wallboard pushed every couple of seconds as `{type: "wallboard", ...}`."""
+    claims = await authenticate(request, roles=STAFF_VIEW)
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
+    await ws.prepare(request)
+
+    async def reader() -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_json({"type": "error", "code": "read_only",
+                                    "message": "the wallboard feed takes no messages"})
+            elif msg.type == WSMsgType.ERROR:
+                break
+
+    reading = asyncio.create_task(reader())
+    try:
+        while not ws.closed and not reading.done():
+            if claims.exp < time.time():
+                await ws.send_json({"type": "error", "code": "token_expired", "message": "sign in again"})
+                break
+            await ws.send_json({"type": "wallboard", **(await wallboard_body(request.app))})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reading), WALLBOARD_PUSH_S)
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        await ws.close()
+    return ws
+
+
+@routes.get("/metrics")
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (scrape with a supervisor or admin bearer token)."""
+    await authenticate(request, roles=STAFF_VIEW)
+    body = await wallboard_body(request.app)
+    computed = {code: metrics.QueueMetrics(**{k: v for k, v in q["metrics"].items()})
+                for code, q in body["queues"].items()}
+    text = metrics.prometheus(computed, body, request.app[CONFIG].metrics_window_s)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})
