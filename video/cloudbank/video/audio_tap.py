@@ -1,0 +1,170 @@
+"""The audio tap: a PacketSink that decodes a party's Opus packets, resamples to 16 kHz mono s16 and
+passes the stretches with voice in them to a speech sink (ASR), one utterance at a time.
+
+Only Opus is decoded; video is never touched. Decoding and resampling cost well under 1% of a core
+per stream, so they run on the event loop; recognition runs in the sink's worker threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import av
+import numpy as np
+from aiortc.rtp import RtpPacket
+from cloudbank.video.packets import TrackInfo
+
+log = logging.getLogger(__name__)
+
+TAP_RATE = 16000
+FRAME_SAMPLES = TAP_RATE // 50  # 20 ms: the gate decides per frame
+
+
+class SpeechSink(Protocol):
+    """Where voiced audio goes (an `asr.SpeechStream`). Both calls must return at once."""
+
+    def feed(self, pcm: bytes, t: float) -> None:
+        """16 kHz mono s16 `pcm` starting `t` seconds into the call."""
+
+    def end(self) -> None:
+        """The utterance is over."""
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level of int16 samples in dB below full scale (-inf for digital silence)."""
+    if not len(samples):
+        return -math.inf
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+    return 20 * math.log10(rms / 32768) if rms > 0 else -math.inf
+
+
+@dataclass
+class EnergyGate:
+    """A simple voice-activity gate on frame energy, with pre-roll (word onsets are quiet) and
+    hang-over (pauses inside a sentence do not end it)."""
+
+    threshold_dbfs: float = -42.0
+    hangover_s: float = 0.5
+    preroll_s: float = 0.3
+    in_speech: bool = False
+    _last_voice: float = 0.0
+    _preroll: collections.deque[tuple[bytes, float]] = field(default_factory=collections.deque)
+
+    def push(self, frame: np.ndarray, t: float, sink: SpeechSink) -> None:
+        pcm = frame.tobytes()
+        voiced = level_dbfs(frame) > self.threshold_dbfs
+        if not self.in_speech:
+            self._preroll.append((pcm, t))
+            while self._preroll and t - self._preroll[0][1] > self.preroll_s:
+                self._preroll.popleft()
+            if voiced:
+                self.in_speech, self._last_voice = True, t
+                for chunk, ct in self._preroll:
+                    sink.feed(chunk, ct)
+                self._preroll.clear()
+            return
+        sink.feed(pcm, t)
+        if voiced:
+            self._last_voice = t
+        elif t - self._last_voice > self.hangover_s:
+            self.in_speech = False
+            sink.end()
+
+    def close(self, sink: SpeechSink) -> None:
+        if self.in_speech:
+            self.in_speech = False
+            sink.end()
+
+
+class _TrackTap:
+    """Decoder, resampler and gate of one audio track."""
+
+    def __init__(self, track: TrackInfo, sink: SpeechSink, epoch: float, gate: EnergyGate) -> None:
+        self.track = track
+        self.sink = sink
+        self.epoch = epoch
+        self.gate = gate
+        self.decoder: Any = av.CodecContext.create("libopus", "r")
+        self.resampler = av.AudioResampler(format="s16", layout="mono", rate=TAP_RATE)
+        self.last_seq: int | None = None
+        self.ts0: int | None = None
+        self.t0 = 0.0
+        self.ts_wraps = 0
+        self.last_ts = 0
+        self.pending = np.zeros(0, np.int16)
+        self.pending_t = 0.0
+        self.packets_bad = 0
+
+    def _timeline(self, timestamp: int) -> float:
+        """Seconds into the call of an RTP timestamp (the first packet placed at its arrival time)."""
+        if self.ts0 is None:
+            self.ts0, self.t0, self.last_ts = timestamp, time.time() - self.epoch, timestamp
+        if timestamp < self.last_ts and self.last_ts - timestamp > 2**31:
+            self.ts_wraps += 1
+        self.last_ts = timestamp
+        return self.t0 + (timestamp + self.ts_wraps * 2**32 - self.ts0) / self.track.clock_rate
+
+    def push(self, packet: RtpPacket) -> None:
+        seq = packet.sequence_number
+        if self.last_seq is not None and (seq - self.last_seq) % 65536 >= 32768 or seq == self.last_seq:
+            return  # late or duplicate: the audio already moved on
+        self.last_seq = seq
+        t = self._timeline(packet.timestamp)
+        try:
+            frames = self.decoder.decode(av.Packet(packet.payload))
+        except (av.error.FFmpegError, ValueError):
+            self.packets_bad += 1
+            return
+        for frame in frames:
+            for out in self.resampler.resample(frame):
+                self._gate(out.to_ndarray().reshape(-1).astype(np.int16, copy=False), t)
+
+    def _gate(self, samples: np.ndarray, t: float) -> None:
+        if not len(self.pending):
+            self.pending_t = t
+        self.pending = np.concatenate([self.pending, samples])
+        while len(self.pending) >= FRAME_SAMPLES:
+            self.gate.push(self.pending[:FRAME_SAMPLES], self.pending_t, self.sink)
+            self.pending = self.pending[FRAME_SAMPLES:]
+            self.pending_t += FRAME_SAMPLES / TAP_RATE
+
+
+class AudioTap:
+    """A PacketSink: each party's Opus audio -> 16 kHz mono voiced stretches -> its speech sink.
+
+    `sink_for(track)` gives the sink of a new audio track (None: that party is not transcribed).
+    `epoch` is the call's start (wall clock), so times match the recording's timeline.
+    """
+
+    def __init__(self, sink_for: Callable[[TrackInfo], SpeechSink | None], epoch: float | None = None,
+                 gate: Callable[[], EnergyGate] = EnergyGate) -> None:
+        self.sink_for = sink_for
+        self.epoch = time.time() if epoch is None else epoch
+        self.gate = gate
+        self._taps: dict[tuple[str, int], _TrackTap | None] = {}
+
+    def on_rtp(self, track: TrackInfo, packet: RtpPacket) -> None:
+        if track.kind != "audio":
+            return
+        key = (track.party, track.ssrc)
+        if key not in self._taps:
+            sink = self.sink_for(track) if track.mime_type.lower() == "audio/opus" else None
+            if sink is None and track.mime_type.lower() != "audio/opus":
+                log.warning("audio tap: %s sends %s, only Opus is transcribed", track.party, track.mime_type)
+            self._taps[key] = _TrackTap(track, sink, self.epoch, self.gate()) if sink is not None else None
+        tap = self._taps[key]
+        if tap is not None:
+            tap.push(packet)
+
+    async def close(self) -> None:
+        """End any utterance in progress (its final result still comes)."""
+        for tap in self._taps.values():
+            if tap is not None:
+                tap.gate.close(tap.sink)
+        self._taps.clear()

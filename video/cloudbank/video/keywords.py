@@ -1,0 +1,122 @@
+"""Keyword rules on the live transcript: phrases that suggest a service, phrases a teller must say
+in a dual-recorded sale, phrases that must never be said.
+
+Rules are data: `rules_from_services` builds them from the service catalogue's entries
+(`keywords` suggest the service, `required_phrases`, `forbidden_phrases`). A `KeywordSpotter`
+checks each final result of one call and returns the `keyword` events to send; at the end of
+the call `report()` says which required phrases were and were not said.
+
+Matching ignores case, punctuation and spacing (ASR output spaces Korean inconsistently), so a
+phrase matches anywhere inside an utterance, including inside a longer word.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cloudbank.video.asr import AsrResult
+from cloudbank.video.packets import Party
+
+RuleKind = Literal["suggest", "required", "forbidden"]
+_NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    """Lower case, NFC, no punctuation or spaces."""
+    return _NOT_WORD.sub("", unicodedata.normalize("NFC", text).casefold())
+
+
+@dataclass(frozen=True)
+class KeywordRule:
+    """One phrase to listen for. `speaker` None: anyone; `service` None: every call."""
+
+    name: str
+    kind: RuleKind
+    phrase: str
+    service: str | None = None
+    speaker: Party | None = None
+
+    def __post_init__(self) -> None:
+        if not normalise(self.phrase):
+            raise ValueError(f"rule {self.name}: the phrase {self.phrase!r} has nothing to match")
+
+
+def rules_from_services(services: Iterable[Mapping[str, Any]]) -> list[KeywordRule]:
+    """Rules from catalogue entries (`Service.full()` dicts): `keywords` suggest the service (said by
+    anyone), `required_phrases` the teller must say, `forbidden_phrases` the teller must never say."""
+    rules: list[KeywordRule] = []
+    for svc in services:
+        code = str(svc["code"])
+        for phrase in svc.get("keywords", ()):
+            rules.append(KeywordRule(f"{code}:suggest:{phrase}", "suggest", phrase, code))
+        if svc.get("dual_recording"):
+            for phrase in svc.get("required_phrases", ()):
+                rules.append(KeywordRule(f"{code}:required:{phrase}", "required", phrase, code, "teller"))
+        for phrase in svc.get("forbidden_phrases", ()):
+            rules.append(KeywordRule(f"{code}:forbidden:{phrase}", "forbidden", phrase, code, "teller"))
+    return rules
+
+
+@dataclass
+class _Hit:
+    rule: KeywordRule
+    speaker: str
+    start: float
+    text: str
+
+
+@dataclass
+class KeywordSpotter:
+    """Checks one call's final transcript lines against the rules that apply to its service.
+
+    Suggestions apply whatever the call's service (they point at another one) and fire once per call;
+    required and forbidden phrases apply to the call's own service and to rules without a service.
+    A required phrase fires when first said; a forbidden one every time it is said.
+    """
+
+    rules: list[KeywordRule]
+    service: str | None = None
+    hits: list[_Hit] = field(default_factory=list)
+
+    def _applies(self, rule: KeywordRule) -> bool:
+        return rule.kind == "suggest" or rule.service in (None, self.service)
+
+    def check(self, speaker: str, result: AsrResult) -> list[dict[str, Any]]:
+        """The `keyword` events (without session_id) that this result raises. Partials raise none."""
+        if not result.final:
+            return []
+        text = normalise(result.text)
+        fired = {h.rule for h in self.hits}
+        events: list[dict[str, Any]] = []
+        for rule in self.rules:
+            if not self._applies(rule) or (rule.speaker is not None and rule.speaker != speaker):
+                continue
+            if normalise(rule.phrase) not in text:
+                continue
+            if rule.kind != "forbidden" and rule in fired:
+                continue
+            self.hits.append(_Hit(rule, speaker, result.start, result.text))
+            event: dict[str, Any] = {"type": "keyword", "rule": rule.name, "phrase": rule.phrase,
+                                     "kind": rule.kind, "speaker": speaker, "at": round(result.start, 3)}
+            if rule.service is not None:
+                event["service"] = rule.service
+            events.append(event)
+        return events
+
+    def report(self) -> dict[str, Any]:
+        """For the end of the call (and the manifest): required phrases said/missing, other hits."""
+        required = [r for r in self.rules if r.kind == "required" and self._applies(r)]
+        said = {h.rule for h in self.hits}
+        return {
+            "service": self.service,
+            "required": {"said": [r.phrase for r in required if r in said],
+                         "missing": [r.phrase for r in required if r not in said]},
+            "forbidden": [{"phrase": h.rule.phrase, "speaker": h.speaker, "at": round(h.start, 3)}
+                          for h in self.hits if h.rule.kind == "forbidden"],
+            "suggested": [{"service": h.rule.service, "phrase": h.rule.phrase, "at": round(h.start, 3)}
+                          for h in self.hits if h.rule.kind == "suggest"],
+        }
