@@ -1,18 +1,68 @@
-"""The teller seat console's server (mounted at /seat/): serves the browser app."""
+"""The teller seat console's server (mounted at /seat/): serves the browser app under a strict
+Content-Security-Policy, and `config.json` telling the app where the platform API lives."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from cloudbank.platform.config import Config
-from cloudbank.platform.service import service_app
+from cloudbank.platform.service import CONFIG, Handler, service_app
 from cloudbank.platform.static_files import add_static_app
 
 STATIC = Path(__file__).parent / "static"
 
 
+def websocket_origins(config: Config) -> list[str]:
+    """ws(s):// origins of this deployment's public URL: the events socket and the video node's
+    signalling live there (browsers do not all let 'self' cover WebSocket schemes)."""
+    parts = urlsplit(config.base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return [f"{scheme}://{parts.netloc}"]
+
+
+def content_security_policy(config: Config) -> str:
+    """No inline script or style, no eval, no third-party origin: only our own modules run."""
+    connect = " ".join(["'self'", *websocket_origins(config)])
+    return "; ".join([
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        # Snapshots come back as same-origin URLs; local previews are blobs.
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob: mediastream:",
+        f"connect-src {connect}",
+        "font-src 'self'",
+        "manifest-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ])
+
+
 def create_app(config: Config) -> web.Application:
     app = service_app(config, "seat")
+    policy = content_security_policy(config)
+
+    @web.middleware
+    async def csp(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers["Content-Security-Policy"] = policy
+        # Camera and microphone for this origin only; nothing else the console does not use.
+        response.headers["Permissions-Policy"] = (
+            "camera=(self), microphone=(self), geolocation=(), payment=(), usb=()")
+        return response
+
+    app.middlewares.append(csp)
+
+    async def client_config(request: web.Request) -> web.Response:
+        cfg = request.app[CONFIG]
+        return web.json_response(
+            {"api": "/api/", "ring_timeout_s": cfg.ring_timeout_s, "wrapup_s": cfg.wrapup_s,
+             "service_level_s": cfg.service_level_s},
+            headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/config.json", client_config)
     add_static_app(app, STATIC)
     return app

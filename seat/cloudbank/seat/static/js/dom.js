@@ -1,0 +1,58 @@
+// Building DOM nodes without innerHTML: text always goes in as text, so nothing from the
+// network can become markup (and the CSP forbids inline script anyway).
+
+/**
+ * h("button", {testid: "x", onclick: fn, class: "big"}, "label", child, ...)
+ * attrs: testid -> data-testid; on<event> -> listener; boolean true -> empty attribute;
+ * false/null/undefined -> omitted; "text" -> textContent.
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key === "testid") el.dataset.testid = value;
+    else if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (key === "text") el.textContent = value;
+    else if (key === "value") el.value = value;
+    else if (key === "checked") el.checked = Boolean(value);
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+/** Replace an element's children. */
+export function fill(el, ...children) {
+  return append(clear(el), children);
+}
+
+/** "mm:ss" (or "h:mm:ss") for a number of seconds. */
+export function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds || 0));
+  const hh = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(hh ? 2 : 1, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return hh ? `${hh}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+/** A labelled select. options: [[value, label], ...] */
+export function select(testid, label, options, attrs = {}) {
+  const id = `f-${testid}`;
+  const sel = h("select", { id, testid, ...attrs },
+    options.map(([value, text]) => h("option", { value }, text)));
+  return { field: h("label", { class: "field", for: id }, h("span", {}, label), sel), input: sel };
+}

@@ -1,0 +1,324 @@
+// The seat console's controller: signs the person in, keeps the event socket, and moves between
+// the screens (login, teller home, offer, call, wrap-up, supervisor). A reload returns to where
+// the person was: the token, the current call and the last event id live in sessionStorage.
+import { Api, ApiError } from "./api.js";
+import { Auth } from "./auth.js";
+import { EventStream } from "./events.js";
+import { h, fill } from "./dom.js";
+import { t, label, language, setLanguage } from "./i18n.js";
+import { renderLogin } from "./login.js";
+import { HomeScreen, normaliseTeller } from "./home.js";
+import { OfferCard } from "./offer.js";
+import { Ringer } from "./ring.js";
+import { CallScreen } from "./call.js";
+import { WrapupScreen } from "./wrapup.js";
+import { SupervisorScreen } from "./supervisor.js";
+
+const CALL_HASH = /^#\/call\/([A-Za-z0-9_.:-]{1,80})$/;
+
+class SeatApp {
+  constructor(config) {
+    this.config = config;
+    this.auth = new Auth();
+    this.api = new Api(config.api || "/api/", this.auth, () => this.expired());
+    this.root = document.getElementById("screen");
+    this.noticeEl = document.getElementById("notice");
+    this.ringer = new Ringer();
+    this.screen = null;
+    this.events = null;
+    this.services = [];
+    this.offer = new OfferCard(document.getElementById("offer-layer"), this.ringer, {
+      onAccept: (o) => this.accept(o), onDecline: (o) => this.decline(o),
+    });
+  }
+
+  async init() {
+    const lang = document.getElementById("lang");
+    lang.value = language();
+    document.documentElement.lang = language() === "zh" ? "zh-CN" : "en";
+    // Every screen is built from the table at render time: reloading re-renders all of it, and
+    // a call survives the reload by design.
+    lang.addEventListener("change", () => { setLanguage(lang.value); location.reload(); });
+    const logout = document.getElementById("logout");
+    logout.addEventListener("click", () => this.logout());
+    document.addEventListener("click", () => this.ringer.unlock(), { capture: true });
+    this.topbar();
+    if (!this.auth.token) { this.showLogin(); return; }
+    if (this.auth.remaining <= 0) { this.expired(); return; }
+    try {
+      await this.api.get("me");
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return;  // expired() already ran
+      this.notice(t("error.network"), "warn");
+    }
+    await this.start();
+  }
+
+  topbar() {
+    document.getElementById("lang-label").textContent = t("lang.label");
+    const logout = document.getElementById("logout");
+    logout.textContent = t("logout");
+    logout.hidden = !this.auth.token;
+    const user = this.auth.user;
+    document.getElementById("who").textContent = user ? `${user.display_name || user.username} · ${label("role", user.role)}` : "";
+    document.title = t("app.title");
+  }
+
+  setMyState(state) {
+    const el = document.getElementById("my-state");
+    el.textContent = state ? label("state", state) : "";
+    el.dataset.state = state || "";
+    el.className = `badge state-${state || "none"}`;
+  }
+
+  notice(text, kind = "info") {
+    this.noticeEl.hidden = !text;
+    this.noticeEl.textContent = text || "";
+    this.noticeEl.dataset.kind = kind;
+    clearTimeout(this.noticeTimer);
+    if (text) this.noticeTimer = setTimeout(() => { this.noticeEl.hidden = true; }, 10000);
+  }
+
+  setScreen(screen) {
+    if (this.screen && this.screen !== screen && this.screen.destroy) this.screen.destroy();
+    this.screen = screen;
+  }
+
+  showLogin(notice = "") {
+    this.setScreen(null);
+    this.setMyState(null);
+    this.topbar();
+    renderLogin(this.root, { api: this.api, notice, onLogin: (body) => this.signedIn(body) });
+  }
+
+  stopAll() {
+    this.offer.close();
+    if (this.events) this.events.stop();
+    this.events = null;
+    this.setScreen(null);
+  }
+
+  /** The token was refused (expired or revoked): back to the login with a clear reason. */
+  expired() {
+    if (this.expiring) return;
+    this.expiring = true;
+    this.stopAll();
+    this.auth.clear();
+    this.showLogin(t("login.expired"));
+    this.expiring = false;
+  }
+
+  async logout() {
+    try { await this.api.post("logout", {}); } catch { /* signing out locally is what matters */ }
+    this.stopAll();
+    this.auth.clear();
+    history.replaceState(null, "", location.pathname);
+    this.showLogin(t("login.signed_out"));
+  }
+
+  async signedIn(body) {
+    this.auth.save(body);
+    this.notice("");
+    await this.start();
+  }
+
+  async start() {
+    this.topbar();
+    const role = this.auth.role;
+    if (role !== "teller" && role !== "supervisor") {
+      fill(this.root, h("div", { class: "center" }, h("p", { class: "card", testid: "wrong-role" }, t("login.admin"))));
+      return;
+    }
+    this.events = new EventStream(this.api, this.auth, {
+      onStatus: (status, seconds) => this.connStatus(status, seconds),
+      onFatal: () => this.expired(),
+    });
+    this.events.on("*", (ev) => this.event(ev));
+    this.events.start();
+    if (role === "supervisor") {
+      const sup = new SupervisorScreen(this.root, { api: this.api });
+      this.setScreen(sup);
+      sup.start();
+      return;
+    }
+    this.services = await this.loadServices();
+    await this.resumeOrHome();
+  }
+
+  connStatus(status, seconds) {
+    const el = document.getElementById("conn");
+    el.dataset.status = status;
+    el.textContent = status === "online" ? t("conn.online") : status === "offline"
+      ? t("conn.offline", { seconds }) : t("conn.connecting");
+  }
+
+  async loadServices() {
+    try {
+      const r = await this.api.get("services");
+      return (r.services || []).map((s) => [s.code, s.name || s.code]);
+    } catch {
+      return [];
+    }
+  }
+
+  // -- teller ---------------------------------------------------------------------------------
+
+  async resumeOrHome() {
+    const stored = this.auth.recall("call");
+    const m = CALL_HASH.exec(location.hash);
+    if (m && (!stored || stored.session.id !== m[1])) {
+      // A link to a call: only its own teller may open it; the platform decides.
+      try {
+        const r = await this.api.post(`sessions/${encodeURIComponent(m[1])}/join`, {});
+        this.openCall({ session: r.session || { id: m[1] }, video: r.video, started_at: Date.now() / 1000 });
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 401) return;
+        history.replaceState(null, "", location.pathname);
+        this.notice(t("call.not_yours"), "warn");
+        await this.showHome();
+      }
+      return;
+    }
+    if (stored && stored.phase === "wrapup") { this.showWrapup(stored); return; }
+    if (stored && stored.phase === "call") { await this.resumeCall(stored); return; }
+    await this.showHome();
+  }
+
+  async resumeCall(stored) {
+    try {
+      const r = await this.api.post(`sessions/${encodeURIComponent(stored.session.id)}/join`, {});
+      stored.video = r.video || stored.video;
+    } catch (err) {
+      if (err instanceof ApiError && [403, 404, 409, 410].includes(err.status)) {
+        // The call ended while we were away: wrap it up if it was ours.
+        if (err.status === 409 || err.status === 410) { this.callEnded(stored); return; }
+        this.auth.remember("call", null);
+        this.notice(t("call.not_yours"), "warn");
+        await this.showHome();
+        return;
+      }
+    }
+    this.openCall(stored);
+  }
+
+  async showHome() {
+    const home = this.screen instanceof HomeScreen ? this.screen
+      : new HomeScreen(this.root, { onState: (s, r) => this.changeState(s, r), onResume: (s) => this.resumeCall({ session: s, phase: "call" }) });
+    this.setScreen(home);
+    await this.refreshHome();
+  }
+
+  async refreshHome() {
+    if (!(this.screen instanceof HomeScreen)) return;
+    try {
+      const data = await this.api.get("teller");
+      this.setMyState(normaliseTeller(data).state);
+      if (this.screen instanceof HomeScreen) this.screen.render(data);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return;
+      this.screen.render();
+      this.notice(t("error.generic", { message: err.message }), "warn");
+    }
+  }
+
+  async changeState(state, reason) {
+    this.ringer.unlock();
+    const body = { state };
+    if (state === "not_ready" && reason) body.reason = reason;
+    await this.api.post("teller/state", body);
+    await this.refreshHome();
+  }
+
+  async accept(offer) {
+    const r = await this.api.post(`offers/${encodeURIComponent(offer.offer_id)}/accept`, {});
+    this.openCall({ session: r.session, video: r.video, started_at: Date.now() / 1000 });
+  }
+
+  async decline(offer) {
+    try {
+      await this.api.post(`offers/${encodeURIComponent(offer.offer_id)}/decline`, {});
+    } finally {
+      await this.refreshHome();
+    }
+  }
+
+  openCall(call) {
+    call.phase = "call";
+    this.auth.remember("call", call);
+    history.replaceState(null, "", `#/call/${call.session.id}`);
+    this.setMyState("busy");
+    const screen = new CallScreen(this.root, call, {
+      api: this.api, services: this.services,
+      onEnded: (c) => this.callEnded(c),
+      onPersist: (c) => this.auth.remember("call", c),
+    });
+    this.setScreen(screen);
+    screen.start();
+  }
+
+  callEnded(call) {
+    const ended = { ...call, phase: "wrapup", ended_at: call.ended_at || Date.now() / 1000 };
+    this.auth.remember("call", ended);
+    this.showWrapup(ended);
+  }
+
+  showWrapup(call) {
+    history.replaceState(null, "", location.pathname);
+    this.setMyState("wrapup");
+    const screen = new WrapupScreen(this.root, call, {
+      api: this.api, services: this.services, wrapupSeconds: Number(this.config.wrapup_s) || 30,
+      onDone: async () => {
+        this.auth.remember("call", null);
+        this.setScreen(null);
+        await this.showHome();
+      },
+    });
+    this.setScreen(screen);
+    screen.render();
+  }
+
+  currentSessionId() {
+    return this.screen instanceof CallScreen ? this.screen.sessionId : null;
+  }
+
+  event(ev) {
+    if (this.screen instanceof SupervisorScreen) { this.screen.event(ev); return; }
+    const sessionId = ev.session_id || (ev.session && ev.session.id);
+    switch (ev.type) {
+      case "offer":
+        if (!this.currentSessionId()) this.offer.show(ev);
+        this.setMyState("offered");
+        return;
+      case "offer.expired":
+      case "offer.cancelled":
+        if (this.offer.offer && (!ev.offer_id || ev.offer_id === this.offer.offer.offer_id)) {
+          this.offer.close();
+          if (ev.type === "offer.expired") this.notice(t("offer.expired"), "warn");
+          else this.notice(t("offer.gone"), "warn");
+        }
+        this.refreshHome();
+        return;
+      case "teller.state":
+        if (ev.state) this.setMyState(typeof ev.state === "object" ? ev.state.state : ev.state);
+        this.refreshHome();
+        return;
+      default:
+        break;
+    }
+    if (sessionId && sessionId === this.currentSessionId()) this.screen.event(ev);
+  }
+}
+
+async function boot() {
+  let config = { api: "/api/" };
+  try {
+    const r = await fetch("config.json", { cache: "no-store" });
+    if (r.ok) config = await r.json();
+  } catch { /* defaults serve `cloudbank up` */ }
+  const app = new SeatApp(config);
+  // Diagnostics and automation: the running app, e.g. to simulate a network drop.
+  window.cloudbankSeat = app;
+  await app.init();
+}
+
+boot();

@@ -1,0 +1,177 @@
+// The supervisor view: the live wallboard, active calls with a receive-only monitor, and pending
+// authorisation requests to grant or refuse with a reason.
+import { h, fill, clock } from "./dom.js";
+import { t } from "./i18n.js";
+import { renderWallboard } from "./wallboard.js";
+import { VideoLink } from "./rtc.js";
+import { QualityMeter } from "./quality.js";
+
+const POLL_MS = 5000;
+
+function activeCalls(board) {
+  const list = board && (board.sessions || board.calls || board.active_calls);
+  return Array.isArray(list) ? list : [];
+}
+
+export class SupervisorScreen {
+  constructor(root, { api }) {
+    this.root = root;
+    this.api = api;
+    this.auths = new Map();
+    this.board = null;
+    this.monitor = null;
+    this.ws = null;
+    this.stopped = false;
+  }
+
+  start() {
+    this.boardEl = h("div", { testid: "wallboard", "aria-live": "off" }, t("app.loading"));
+    this.callsEl = h("div", { testid: "active-calls" });
+    this.authEl = h("div", { testid: "authorisations", "aria-live": "polite" });
+    this.monitorEl = h("div", { testid: "monitor-slot" });
+    this.error = h("p", { class: "form-error", testid: "supervisor-error", role: "alert" });
+    fill(this.root, h("section", { class: "supervisor", "aria-labelledby": "sup-title" },
+      h("h1", { id: "sup-title" }, t("sup.title")), this.error,
+      h("div", { class: "card" }, this.boardEl),
+      h("div", { class: "columns" },
+        h("div", { class: "card" }, h("h2", {}, t("sup.calls")), this.callsEl, this.monitorEl),
+        h("div", { class: "card" }, h("h2", {}, t("sup.auths")), this.authEl))));
+    this.renderAuths();
+    this.refresh();
+    this.poll = setInterval(() => this.refresh(), POLL_MS);
+    this.live();
+  }
+
+  async refresh() {
+    try {
+      this.show(await this.api.get("wallboard"));
+      this.error.textContent = "";
+    } catch (err) {
+      this.error.textContent = t("error.generic", { message: err.message });
+    }
+  }
+
+  /** `wallboard/ws` pushes boards as they change; polling stays as the fallback. */
+  live() {
+    if (this.stopped) return;
+    let ws;
+    try { ws = new WebSocket(this.api.wsUrl("wallboard/ws", { token: this.api.auth.token })); } catch { return; }
+    this.ws = ws;
+    ws.onmessage = (msg) => {
+      try {
+        const data = JSON.parse(msg.data);
+        if (data.type === "error") return;
+        this.show(data.board || data.wallboard || data);
+      } catch { /* ignore a bad frame */ }
+    };
+    ws.onclose = () => { if (!this.stopped) this.liveTimer = setTimeout(() => this.live(), 3000); };
+  }
+
+  show(board) {
+    this.board = board;
+    renderWallboard(this.boardEl, board);
+    for (const a of board.authorisations || board.pending_authorisations || []) this.addAuth(a, false);
+    this.renderAuths();
+    const calls = activeCalls(board);
+    if (!calls.length) { fill(this.callsEl, h("p", { class: "muted" }, t("sup.no_calls"))); return; }
+    fill(this.callsEl, h("table", { class: "grid" },
+      h("thead", {}, h("tr", {}, ["sup.teller", "sup.service", "sup.duration", "sup.monitor"].map((k) => h("th", { scope: "col" }, t(k))))),
+      h("tbody", {}, calls.map((c) => {
+        const id = c.id || c.session_id;
+        const started = Number(c.started_at || c.connected_at || 0);
+        return h("tr", { "data-session": id, testid: `call-row-${id}` },
+          h("td", {}, c.teller_name || c.teller || "–"),
+          h("td", {}, c.service_name || c.service || "–"),
+          h("td", {}, started ? clock(Date.now() / 1000 - started) : "–"),
+          h("td", {}, h("button", { type: "button", testid: `monitor-${id}`, class: "monitor",
+            onclick: () => this.startMonitor(id) }, t("sup.monitor"))));
+      }))));
+  }
+
+  async startMonitor(sessionId) {
+    this.stopMonitor();
+    let reply;
+    try {
+      reply = await this.api.post(`sessions/${encodeURIComponent(sessionId)}/monitor`, {});
+    } catch (err) {
+      this.error.textContent = t("error.generic", { message: err.message });
+      return;
+    }
+    const customer = h("video", { testid: "monitor-customer", autoplay: true, playsinline: true, "aria-label": t("call.customer") });
+    const teller = h("video", { testid: "monitor-teller", autoplay: true, playsinline: true, "aria-label": t("sup.teller") });
+    const streams = [new MediaStream(), new MediaStream()];
+    customer.srcObject = streams[0];
+    teller.srcObject = streams[1];
+    const status = h("p", { testid: "monitor-status", role: "status" }, t("call.connecting"));
+    const quality = h("p", { class: "quality", testid: "monitor-quality" });
+    const stop = h("button", { type: "button", testid: "monitor-stop", onclick: () => this.stopMonitor() }, t("sup.stop_monitor"));
+    fill(this.monitorEl, h("div", { class: "monitor-view", testid: "monitor", "data-session": sessionId },
+      h("h3", {}, t("sup.monitoring")), h("div", { class: "videos two" }, customer, teller), status, quality, stop));
+    const link = new VideoLink({
+      video: reply.video, mode: "monitor",
+      onTrack: (track, index) => {
+        const stream = streams[index < 2 ? 0 : 1];
+        stream.addTrack(track);
+        (index < 2 ? customer : teller).play().catch(() => {});
+      },
+      onStatus: (st) => { status.dataset.state = st; status.textContent = t(st === "connected" ? "call.connected" : st === "closed" ? "call.ended" : "call.connecting"); },
+      refresh: async () => (await this.api.post(`sessions/${encodeURIComponent(sessionId)}/monitor`, {})).video,
+    });
+    link.start();
+    this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, customer), sessionId };
+    stop.focus();
+  }
+
+  stopMonitor() {
+    if (!this.monitor) return;
+    this.monitor.meter.stop();
+    this.monitor.link.close();
+    this.monitor = null;
+    this.monitorEl.replaceChildren();
+  }
+
+  addAuth(a, render = true) {
+    const id = a.authorisation_id || a.id;
+    if (!id || a.state === "granted" || a.state === "refused") return;
+    if (!this.auths.has(id)) this.auths.set(id, a);
+    if (render) this.renderAuths();
+  }
+
+  renderAuths() {
+    if (!this.auths.size) { fill(this.authEl, h("p", { class: "muted" }, t("sup.no_auths"))); return; }
+    fill(this.authEl, h("ul", { class: "auths" }, [...this.auths.entries()].map(([id, a]) => {
+      const reason = h("input", { id: `auth-reason-${id}`, testid: `auth-reason-${id}`, maxlength: "500" });
+      const error = h("span", { class: "form-error", role: "alert" });
+      const decide = async (grant) => {
+        if (!reason.value.trim()) { error.textContent = t("sup.reason_needed"); reason.focus(); return; }
+        try {
+          await this.api.post(`authorisations/${encodeURIComponent(id)}`, { grant, reason: reason.value.trim() });
+          this.auths.delete(id);
+          this.renderAuths();
+        } catch (err) {
+          error.textContent = t("error.generic", { message: err.message });
+        }
+      };
+      return h("li", { "data-authorisation": id, testid: `auth-${id}` },
+        h("p", {}, h("strong", {}, a.teller_name || a.teller || ""), " — ", a.reason || ""),
+        h("label", { class: "field inline", for: `auth-reason-${id}` }, h("span", {}, t("sup.reason")), reason),
+        h("button", { type: "button", class: "primary", testid: `auth-grant-${id}`, onclick: () => decide(true) }, t("sup.grant")),
+        h("button", { type: "button", testid: `auth-refuse-${id}`, onclick: () => decide(false) }, t("sup.refuse")),
+        error);
+    })));
+  }
+
+  event(ev) {
+    if (ev.type === "authorisation.request") this.addAuth(ev.authorisation || ev);
+    else if (ev.type === "authorisation.result") { this.auths.delete(ev.authorisation_id || ev.id); this.renderAuths(); }
+    else if (ev.type === "session.ended" && this.monitor && this.monitor.sessionId === ev.session_id) this.stopMonitor();
+  }
+
+  destroy() {
+    this.stopped = true;
+    clearInterval(this.poll);
+    clearTimeout(this.liveTimer);
+    if (this.ws) this.ws.close();
+    this.stopMonitor();
+  }
+}

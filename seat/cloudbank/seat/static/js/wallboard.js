@@ -1,0 +1,49 @@
+// The wallboard table: per queue waiting, longest wait, service level, average speed of answer,
+// abandonment and tellers by state. Rendering only; the supervisor screen feeds it.
+import { h, fill, clock } from "./dom.js";
+import { t, label } from "./i18n.js";
+
+function pct(value) {
+  if (value === null || value === undefined || Number.isNaN(Number(value))) return "–";
+  const v = Number(value);
+  return `${Math.round(v <= 1 ? v * 100 : v)}%`;
+}
+
+function tellersByState(q) {
+  const by = q.tellers || q.tellers_by_state || {};
+  const entries = Array.isArray(by) ? by.map((x) => [x.state, x.count]) : Object.entries(by);
+  return entries.filter(([, n]) => Number(n) > 0)
+    .map(([state, n]) => h("span", { class: `pill state-${state}`, "data-state": state }, `${label("state", state)} ${n}`));
+}
+
+/** Queues in a wallboard answer, whatever the exact container name. */
+export function wallboardQueues(board) {
+  if (!board) return [];
+  if (Array.isArray(board.queues)) return board.queues;
+  if (board.queues && typeof board.queues === "object") return Object.entries(board.queues).map(([code, q]) => ({ code, ...q }));
+  return [];
+}
+
+export function renderWallboard(el, board) {
+  const queues = wallboardQueues(board);
+  fill(el,
+    h("table", { class: "grid wallboard" },
+      h("caption", {}, t("sup.wallboard")),
+      h("thead", {}, h("tr", {},
+        ["sup.queue", "sup.waiting", "sup.longest", "sup.sl", "sup.asa", "sup.abandon", "sup.tellers"]
+          .map((k) => h("th", { scope: "col" }, t(k))))),
+      h("tbody", {}, queues.map((q) => {
+        const code = q.code || q.queue || q.service || q.id;
+        const abandoned = q.abandoned ?? q.abandoned_count ?? 0;
+        const rate = q.abandon_rate ?? q.abandonment ?? q.abandonment_rate;
+        return h("tr", { "data-queue": code, testid: `wallboard-row-${code}` },
+          h("th", { scope: "row" }, q.name || code),
+          h("td", { "data-field": "waiting" }, String(q.waiting ?? 0)),
+          h("td", { "data-field": "longest" }, clock(q.longest_wait_s ?? q.longest_wait ?? 0)),
+          h("td", { "data-field": "service_level" }, pct(q.service_level)),
+          h("td", { "data-field": "asa" }, q.asa_s === null || q.asa_s === undefined ? "–" : clock(q.asa_s ?? q.asa)),
+          h("td", { "data-field": "abandoned" }, rate === undefined || rate === null ? String(abandoned) : `${abandoned} (${pct(rate)})`),
+          h("td", { "data-field": "tellers" }, tellersByState(q)));
+      }))),
+    h("p", { class: "muted", testid: "wallboard-updated" }, t("sup.updated", { time: new Date().toLocaleTimeString() })));
+}

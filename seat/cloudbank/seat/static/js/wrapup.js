@@ -1,0 +1,76 @@
+// Wrap-up after a call: a required disposition code, notes and the service actually done. The
+// platform returns the teller to ready after the queue's wrap-up time unless not-ready is chosen.
+import { h, fill } from "./dom.js";
+import { t, label } from "./i18n.js";
+
+export const DISPOSITIONS = ["resolved", "follow_up", "referred", "customer_left", "not_eligible", "technical"];
+
+export class WrapupScreen {
+  /** services: [[code, name]]; onDone(reply, notReady) after the platform accepted it. */
+  constructor(root, call, { api, services, wrapupSeconds, onDone }) {
+    this.root = root;
+    this.call = call;
+    this.api = api;
+    this.services = services;
+    this.wrapupSeconds = wrapupSeconds;
+    this.onDone = onDone;
+    this.timer = null;
+  }
+
+  render() {
+    const s = this.call.session;
+    const code = h("select", { id: "wrapup-code", testid: "wrapup-code", required: true, "aria-required": "true" },
+      h("option", { value: "" }, t("wrapup.choose")),
+      DISPOSITIONS.map((d) => h("option", { value: d }, label("disposition", d))));
+    const notes = h("textarea", { id: "wrapup-notes", testid: "wrapup-notes", rows: "4", maxlength: "4000" });
+    const service = h("select", { id: "wrapup-service", testid: "wrapup-service" },
+      this.services.map(([c, name]) => h("option", { value: c, selected: c === s.service }, name)));
+    if (!this.services.some(([c]) => c === s.service) && s.service) {
+      service.prepend(h("option", { value: s.service, selected: true }, s.service));
+    }
+    const notReady = h("input", { type: "checkbox", id: "wrapup-not-ready", testid: "wrapup-not-ready" });
+    const error = h("p", { class: "form-error", testid: "wrapup-error", role: "alert" });
+    const left = h("p", { class: "muted", testid: "wrapup-time-left", "aria-live": "off" });
+    const submit = h("button", { type: "submit", class: "primary big", testid: "wrapup-submit" }, t("wrapup.submit"));
+    const form = h("form", { class: "card wrapup", testid: "wrapup", novalidate: true, "aria-labelledby": "wrapup-title" },
+      h("h1", { id: "wrapup-title" }, t("wrapup.title")), left,
+      h("label", { class: "field", for: "wrapup-code" }, h("span", {}, t("wrapup.code"), " *"), code),
+      h("label", { class: "field", for: "wrapup-service" }, h("span", {}, t("wrapup.service")), service),
+      h("label", { class: "field", for: "wrapup-notes" }, h("span", {}, t("wrapup.notes")), notes),
+      h("label", { class: "check", for: "wrapup-not-ready" }, notReady, " ", t("wrapup.not_ready")),
+      error, submit);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      error.textContent = "";
+      if (!code.value) {
+        error.textContent = t("wrapup.required");
+        code.setAttribute("aria-invalid", "true");
+        code.focus();
+        return;
+      }
+      submit.disabled = true;
+      try {
+        const reply = await this.api.post(`sessions/${encodeURIComponent(s.id)}/wrapup`, {
+          disposition: code.value, notes: notes.value.trim(), service_done: service.value || s.service || "",
+          not_ready: notReady.checked,
+        });
+        this.destroy();
+        await this.onDone(reply, notReady.checked);
+      } catch (err) {
+        error.textContent = t("error.generic", { message: err.message });
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    fill(this.root, h("div", { class: "center" }, form));
+    const until = (this.call.ended_at || Date.now() / 1000) + this.wrapupSeconds;
+    const tick = () => { left.textContent = t("wrapup.time_left", { seconds: Math.max(0, Math.ceil(until - Date.now() / 1000)) }); };
+    tick();
+    this.timer = setInterval(tick, 1000);
+    code.focus();
+  }
+
+  destroy() {
+    clearInterval(this.timer);
+  }
+}
