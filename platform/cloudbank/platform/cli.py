@@ -281,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         _serving(p)
         p.set_defaults(func=_cmd_service(name))
 
+    from cloudbank.kiosk_client import kiosk_cli
+
+    kiosk = sub.add_parser("kiosk", help="run the reference kiosk app against a cloudbank server")
+    kiosk_cli.add_arguments(kiosk)
+    kiosk.set_defaults(func=kiosk_cli.command)
+
     users = sub.add_parser("users", help="manage tellers, supervisors and admins")
     users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser, metavar="ACTION")
     add = users_sub.add_parser("add", help="add a person (password read from stdin, else generated)")

@@ -1,0 +1,134 @@
+"""The kiosk's screen: a local web page served on loopback only, opened in the kiosk's browser.
+
+The page (kiosk_static/, plain ES modules, sharing the phone page's modules under /shared/) shows
+the cached playlist when idle, the service picker, the queue, the call, pushed forms and the
+signature pad. The device credential never leaves this process: the page calls the platform through
+`/api/...` here, which forwards an allow-listed set of customer calls with the device token. The
+events socket and the video node's signalling are reached directly (WebSockets are not bound by
+same-origin rules) with short-lived tokens this app hands out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cloudbank.kiosk_client import forms
+from cloudbank.kiosk_client.errors import KioskError, PlatformError, PlaylistError
+from cloudbank.kiosk_client.kiosk_app import Kiosk
+
+STATIC = Path(__file__).parent / "kiosk_static"
+SHARED = Path(__file__).parent / "phone_static"
+KIOSK = web.AppKey("kiosk", Kiosk)
+# What the page may ask the platform for, with the device's token.
+ALLOWED = [
+    ("GET", re.compile(r"^services$")),
+    ("POST", re.compile(r"^tickets$")),
+    ("GET", re.compile(r"^tickets/[A-Za-z0-9_-]{1,64}$")),
+    ("DELETE", re.compile(r"^tickets/[A-Za-z0-9_-]{1,64}$")),
+    ("POST", re.compile(r"^tickets/[A-Za-z0-9_-]{1,64}/callback$")),
+    ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/join$")),
+    ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/responses$")),
+]
+MAX_BODY = 1024 * 1024
+
+
+def _kiosk(request: web.Request) -> Kiosk:
+    return request.app[KIOSK]
+
+
+async def state(request: web.Request) -> web.Response:
+    """What the page needs to start: the platform's address, the event token and the playlist."""
+    kiosk = _kiosk(request)
+    items = [{"id": i.id, "kind": i.kind, "name": i.name, "duration_s": i.duration_s,
+              "url": f"blobs/{i.sha256}"} for i in kiosk.cache.playable()]
+    ws = kiosk.client.url("ws").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    return web.json_response({"device_id": kiosk.device_id, "events_url": ws, "token": kiosk.client.token,
+                              "playlist": items, "has_id_card": kiosk.options.id_card is not None},
+                             headers={"Cache-Control": "no-store"})
+
+
+async def blob(request: web.Request) -> web.FileResponse:
+    kiosk = _kiosk(request)
+    try:
+        path = kiosk.cache.blob(request.match_info["sha"])
+    except PlaylistError:
+        raise web.HTTPNotFound() from None
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
+
+
+async def id_card(request: web.Request) -> web.Response:
+    """The ID-card image as a data URL (the card reader's stand-in), for the page to send."""
+    kiosk = _kiosk(request)
+    if kiosk.options.id_card is None:
+        raise web.HTTPNotFound()
+    try:
+        data = await asyncio.to_thread(forms.read_id_card, kiosk.options.id_card)
+    except KioskError as exc:
+        return web.json_response({"error": "id_card", "message": str(exc)}, status=409)
+    return web.json_response({"data_url": forms.image_data_url(data, "ID-card image")})
+
+
+async def proxy(request: web.Request) -> web.Response:
+    kiosk = _kiosk(request)
+    path = request.match_info["path"]
+    if not any(request.method == m and rx.match(path) for m, rx in ALLOWED):
+        return web.json_response({"error": "forbidden", "message": f"the kiosk page may not call {path[:80]}"},
+                                 status=403)
+    body: dict[str, Any] | None = None
+    if request.method in ("POST", "PUT") and request.can_read_body:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return web.json_response({"error": "too_large", "message": "the body is too large"}, status=413)
+        try:
+            raw = await request.json()
+        except ValueError:
+            return web.json_response({"error": "bad_request", "message": "the body is not valid JSON"}, status=400)
+        if not isinstance(raw, dict):
+            return web.json_response({"error": "bad_request", "message": "send a JSON object"}, status=400)
+        body = raw
+    try:
+        answer = await kiosk.client.request(request.method, path, body)
+    except PlatformError as exc:
+        return web.json_response(exc.body or {"error": exc.code, "message": exc.message},
+                                 status=exc.status if exc.status >= 400 else 502)
+    return web.json_response(answer)
+
+
+async def index(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def create_gui_app(kiosk: Kiosk) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[KIOSK] = kiosk
+    app.router.add_get("/", index)
+    app.router.add_get("/state.json", state)
+    app.router.add_get("/blobs/{sha}", blob)
+    app.router.add_get("/id-card.json", id_card)
+    app.router.add_route("*", "/api/{path:.*}", proxy)
+    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
+    app.router.add_static("/shared/", SHARED, show_index=False, follow_symlinks=False)
+    return app
+
+
+async def serve_gui(kiosk: Kiosk, stop: asyncio.Event) -> None:
+    """Serve the page on 127.0.0.1 until `stop`; re-syncs the playlist every few minutes."""
+    runner = web.AppRunner(create_gui_app(kiosk), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", kiosk.options.gui_port)
+    await site.start()
+    port = runner.addresses[0][1]
+    kiosk.step(f"screen ready: open http://127.0.0.1:{port}/ in the kiosk browser")
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), 300)
+            except TimeoutError:
+                await kiosk.sync_playlist()
+    finally:
+        await runner.cleanup()
