@@ -25,7 +25,6 @@ import json
 import math
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,7 +44,6 @@ P = "acd:"
 
 _ERRORS: dict[str, ApiError] = {
     "no_queue": NotFound("no such service queue; GET services lists them"),
-    "exists": Conflict("a ticket with this id exists already"),
     "no_ticket": NotFound("no such ticket"),
     "not_waiting": Conflict("the ticket is not waiting in a queue"),
     "no_callback_offer": Conflict("this ticket was not offered a call-back (the forecast wait is short)"),
@@ -214,18 +212,19 @@ class Router:
     # -- tickets ------------------------------------------------------------------------------------
 
     async def enqueue(self, *, service: str, customer: str, channel: str, priority: str = "normal",
-                      branch: str = "", ticket_id: str | None = None) -> dict[str, Any]:
+                      branch: str = "") -> dict[str, Any]:
         """A customer asks for `service`; returns the ticket view (position, estimated wait)."""
         if priority not in self.priorities:
             raise BadRequest(f"priority must be one of {', '.join(self.priorities)}", field="priority")
         if channel not in CHANNELS:
             raise BadRequest(f"channel must be one of {', '.join(CHANNELS)}")
-        tid = ticket_id or str(uuid.uuid4())
         now = self.clock()
         boost = self.priorities[priority]
         fields = {"customer": customer, "channel": channel, "priority": priority, "branch": branch,
                   "enq": repr(now), "boost": repr(boost)}
-        result = await self._run("ENQUEUE", tid, service, f"{now - boost:.3f}", json.dumps(fields))
+        result = await self._run("ENQUEUE", secrets.token_hex(12), service, f"{now - boost:.3f}",
+                                 json.dumps(fields))
+        tid = str(result["ticket_id"])
         await self.redis.expire(f"{P}t:{tid}", TICKET_TTL_S)
         view = await self.ticket(tid)
         ticket = view["ticket"]

@@ -222,13 +222,15 @@ local function state_of(teller)
 end
 """
 
-# ARGV[4..]: ticket id, queue, score, JSON of the ticket's fields
+# ARGV[4..]: random part of the ticket id, queue, score, JSON of the ticket's fields.
+# The id starts with a zero-padded sequence number: tickets with equal scores (same millisecond,
+# same class) sort by id in the zset, so this keeps them first come, first served.
 ENQUEUE = r"""
-local tid, q, score, fields = ARGV[4], ARGV[5], ARGV[6], cjson.decode(ARGV[7])
+local q, score, fields = ARGV[5], ARGV[6], cjson.decode(ARGV[7])
 local skill = redis.call('HGET', P .. 'qs:' .. q, 'skill')
 if not skill then return fail('no_queue') end
+local tid = string.format('%012d', redis.call('INCR', P .. 'tseq')) .. '-' .. ARGV[4]
 local key = P .. 't:' .. tid
-if redis.call('EXISTS', key) == 1 then return fail('exists') end
 local args = {'HSET', key, 'id', tid, 'queue', q, 'score', score, 'state', 'waiting', 'created', NOW_S, 'pq', ''}
 for k, v in pairs(fields) do args[#args + 1] = k; args[#args + 1] = tostring(v) end
 redis.call(unpack(args))
@@ -236,7 +238,7 @@ redis.call('ZADD', P .. 'q:' .. q, score, tid)
 redis.call('SADD', P .. 'dirty', q)
 log('enter', q, tid, '', {'priority', fields.priority or 'normal', 'channel', fields.channel or ''})
 local made = match(skill_queues(skill), 1, {})
-return reply({ok = true, made = made})
+return reply({ok = true, made = made, ticket_id = tid})
 """
 
 # ARGV[4..]: teller, target state (ready|not_ready|offline), reason, skills "a=1,b=2" ('-' = keep)
@@ -350,6 +352,11 @@ end
 if t[1] ~= 'waiting' and t[1] ~= 'offered' then return fail('not_waiting') end
 if t[7] and t[7] ~= '' then redis.call('ZREM', P .. 'pq:' .. t[7], tid) end
 redis.call('ZREM', P .. 'q:' .. t[3], tid)
+redis.call('HSET', key, 'state', 'abandoned', 'offer', '', 'ended', NOW_S)
+redis.call('SADD', P .. 'dirty', t[3])
+-- logged before the freed teller's next offer, so the log reads in cause-and-effect order
+log('abandon', t[3], tid, t[1] == 'offered' and t[6] or '', {'waited_s', fmt(now - tonumber(t[4])),
+    'offer', t[1] == 'offered' and t[5] or ''})
 if t[1] == 'offered' then
   redis.call('DEL', P .. 'o:' .. t[5])
   redis.call('ZREM', P .. 'due:offers', t[5])
@@ -359,9 +366,6 @@ if t[1] == 'offered' then
     match_teller(t[6], made)
   end
 end
-redis.call('HSET', key, 'state', 'abandoned', 'offer', '', 'ended', NOW_S)
-redis.call('SADD', P .. 'dirty', t[3])
-log('abandon', t[3], tid, '', {'waited_s', fmt(now - tonumber(t[4]))})
 return reply({ok = true, made = made, cancelled = cancelled})
 """
 
