@@ -1,15 +1,17 @@
-"""Answering what a teller pushes during a call: forms (confirm/decline), signature requests and
-documents, plus the images a kiosk sends (a drawn signature, an ID-card scan from a file).
+"""Answering what a teller pushes during a call: forms (accept with values, or decline), signature
+requests and documents, plus the images a kiosk has (a drawn signature, an ID-card scan from a file).
 
-Images travel as data URLs inside `POST sessions/<id>/responses`. They are checked here before
-sending (PNG or JPEG by their magic bytes, at most `MAX_IMAGE_BYTES`) so a kiosk never uploads
-something the platform would refuse anyway; the platform checks again.
+A signature travels as a PNG data URL inside `POST sessions/<id>/responses`. It is checked here
+before sending (PNG by its magic bytes, at most `MAX_IMAGE_BYTES`, the platform's limit) so a kiosk
+never uploads what the platform would refuse anyway; the platform checks again. The platform's
+responses take no ID-card image yet: `read_id_card` validates the file and the kiosk screen shows it.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,13 @@ from cloudbank.kiosk_client.errors import KioskError
 
 MAX_IMAGE_BYTES = 256 * 1024
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+
+
+def signature_data_url(png: bytes) -> str:
+    """A signature as the platform takes it: a PNG data URL of at most MAX_IMAGE_BYTES."""
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise KioskError("the signature must be a PNG image")
+    return image_data_url(png, "signature")
 
 
 def image_data_url(data: bytes, what: str = "image") -> str:
@@ -75,15 +84,31 @@ class Push:
                    str(event.get("title", "")), event)
 
 
-async def answer(client: PlatformClient, push: Push, *, confirm: bool, signature_png: bytes | None = None,
-                 id_card: bytes | None = None) -> dict[str, Any]:
-    """Answer one push. A signature request is answered with the signature (or declined)."""
+def scripted_values(push: Push) -> dict[str, str]:
+    """Values a scripted kiosk fills in: each field's pre-filled value, else a plausible one for
+    required fields (the first option, "true" for a checkbox, today for a date)."""
+    values: dict[str, str] = {}
+    for f in push.body.get("fields") or []:
+        if not isinstance(f, dict) or not f.get("name"):
+            continue
+        value = str(f.get("value") or "")
+        if not value and f.get("required"):
+            kind = f.get("kind", "text")
+            options = f.get("options") or []
+            value = {"checkbox": "true", "number": "1", "date": date.today().isoformat(),
+                     "select": str(options[0]) if options else "yes"}.get(str(kind), "confirmed at kiosk")
+        if value:
+            values[str(f["name"])] = value
+    return values
+
+
+async def answer(client: PlatformClient, push: Push, *, accept: bool, signature_png: bytes | None = None,
+                 values: dict[str, str] | None = None) -> dict[str, Any]:
+    """Answer one push ("accept" or "decline"). Accepting a signature request sends the signature
+    (drawn when none is given); accepting a form sends `values` (default: `scripted_values`)."""
     extra: dict[str, Any] = {}
-    if push.kind == "signature_request" and confirm:
-        extra["signature"] = image_data_url(signature_png or draw_signature(), "signature")
-    if id_card is not None and confirm:
-        extra["id_card"] = image_data_url(id_card, "ID-card image")
-    verdict = "confirm" if confirm else "decline"
-    if push.kind == "document":
-        verdict = "acknowledge" if confirm else "decline"
-    return await client.respond(push.session_id, push.push_id, verdict, **extra)
+    if accept and push.kind == "signature_request":
+        extra["signature"] = signature_data_url(signature_png or draw_signature())
+    if accept and push.kind == "form":
+        extra["values"] = scripted_values(push) if values is None else values
+    return await client.respond(push.session_id, push.push_id, "accept" if accept else "decline", **extra)

@@ -265,20 +265,21 @@ class Kiosk:
         self.call = Call(grant, self.sources, refresh=refresh, ice_addresses=self.ice_addresses)
         await self.call.join()
         self.step(f"call connected peers={sorted(self.call.peers)}")
+        try:
+            await self.client.request("POST", f"sessions/{session_id}/activate")
+        except PlatformError as exc:
+            self.step(f"session {session_id} not marked active: {exc.message}")
 
     async def _answer(self, push: forms.Push, outcome: Outcome) -> None:
-        confirm = self.options.answer_forms
+        accept = self.options.answer_forms
         signature = self.options.signature.read_bytes() if self.options.signature else None
-        id_card = forms.read_id_card(self.options.id_card) if self.options.id_card and push.body.get(
-            "wants_id_card") else None
         try:
-            await forms.answer(self.client, push, confirm=confirm, signature_png=signature, id_card=id_card)
+            await forms.answer(self.client, push, accept=accept, signature_png=signature)
         except (PlatformError, KioskError) as exc:
             self.step(f"push {push.push_id} ({push.kind}) could not be answered: {exc}")
             return
         outcome.pushes_answered.append(push.push_id)
-        self.step(f"push {push.push_id} {push.kind} '{push.title}' answered "
-                  f"{'confirm' if confirm else 'decline'}")
+        self.step(f"push {push.push_id} {push.kind} '{push.title}' answered {'accept' if accept else 'decline'}")
 
     async def _leave_queue(self, outcome: Outcome, why: str) -> None:
         with contextlib.suppress(PlatformError):

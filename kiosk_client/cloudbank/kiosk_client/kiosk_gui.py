@@ -32,6 +32,8 @@ ALLOWED = [
     ("POST", re.compile(r"^tickets/[A-Za-z0-9_-]{1,64}/callback$")),
     ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/join$")),
     ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/responses$")),
+    ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/activate$")),
+    ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/end$")),
 ]
 MAX_BODY = 1024 * 1024
 

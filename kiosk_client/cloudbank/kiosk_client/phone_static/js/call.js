@@ -1,0 +1,110 @@
+// The video call from a browser: a WebRTC peer connection to the video node, signalled over its
+// WebSocket with the join token. The page always offers; ICE candidates trickle both ways.
+// On a drop (socket closed, ICE failed) it rejoins with a fresh token from `refresh()`.
+
+export class VideoCall {
+  constructor({ grant, localStream, refresh = null, onRemoteStream = () => {}, onState = () => {},
+                maxRejoins = 5 }) {
+    this.grant = grant;
+    this.localStream = localStream;
+    this.refresh = refresh;
+    this.onRemoteStream = onRemoteStream;
+    this.onState = onState;
+    this.maxRejoins = maxRejoins;
+    this.rejoins = 0;
+    this.leaving = false;
+    this.remoteStream = new MediaStream();
+  }
+
+  _signallingUrl() {
+    const base = this.grant.url.endsWith("/") ? this.grant.url : `${this.grant.url}/`;
+    const url = new URL(`${base}ws`, location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("token", this.grant.token);
+    return url.toString();
+  }
+
+  async join() {
+    this.onState("connecting");
+    const ws = new WebSocket(this._signallingUrl());
+    this.ws = ws;
+    const joined = await new Promise((resolve, reject) => {
+      ws.onmessage = (msg) => {
+        const data = JSON.parse(msg.data);
+        if (data.type === "joined") resolve(data);
+        else if (data.type === "error") reject(new Error(`${data.code}: ${data.message}`));
+      };
+      ws.onclose = () => reject(new Error("the video node closed the connection"));
+      ws.onerror = () => reject(new Error("the video node cannot be reached"));
+    });
+    const iceServers = (joined.ice_servers || this.grant.ice_servers || []).filter((s) => s.urls);
+    const pc = new RTCPeerConnection({ iceServers });
+    this.pc = pc;
+    for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    this.remoteStream = new MediaStream();
+    pc.ontrack = (ev) => {
+      this.remoteStream.addTrack(ev.track);
+      this.onRemoteStream(this.remoteStream);
+    };
+    pc.onicecandidate = (ev) => {
+      if (ev.candidate && ws.readyState === WebSocket.OPEN) {
+        const c = ev.candidate;
+        ws.send(JSON.stringify({ type: "candidate",
+          candidate: { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } }));
+      }
+    };
+    pc.onconnectionstatechange = () => {
+      this.onState(pc.connectionState);
+      if (pc === this.pc && pc.connectionState === "failed") this._lost();
+    };
+    ws.onmessage = async (msg) => {
+      const data = JSON.parse(msg.data);
+      if (data.type === "answer") await pc.setRemoteDescription({ type: "answer", sdp: data.sdp });
+      else if (data.type === "candidate" && data.candidate && data.candidate.candidate) {
+        try { await pc.addIceCandidate(data.candidate); } catch (err) { console.warn("candidate", err); }
+      } else if (data.type === "peer.joined" || data.type === "peer.left") this.onState(data.type, data.party);
+    };
+    ws.onclose = () => { if (ws === this.ws) this._lost(); };
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
+  }
+
+  async _lost() {
+    if (this.leaving || this._rejoining) return;
+    this._rejoining = true;
+    this.onState("rejoining");
+    try {
+      while (!this.leaving && this.rejoins < this.maxRejoins) {
+        this.rejoins += 1;
+        this._close();
+        try {
+          if (this.refresh) this.grant = await this.refresh();
+          await this.join();
+          return;
+        } catch (err) {
+          console.warn("rejoin failed", err);
+          await new Promise((r) => setTimeout(r, Math.min(3000, 300 * 2 ** this.rejoins)));
+        }
+      }
+      this.onState("failed");
+    } finally {
+      this._rejoining = false;
+    }
+  }
+
+  _close() {
+    const { ws, pc } = this;
+    this.ws = null;
+    this.pc = null;
+    if (ws) { ws.onclose = null; ws.close(); }
+    if (pc) pc.close();
+  }
+
+  leave() {
+    this.leaving = true;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "leave" }));
+    this._close();
+    this.onState("left");
+  }
+}
