@@ -220,6 +220,14 @@ class RecognizerPool:
             self._cond.notify()
 
 
+    async def discard(self, rec: Recognizer) -> None:
+        """Drop a recogniser that failed; a fresh one will be created when needed."""
+        async with self._cond:
+            self.created -= 1
+            self._cond.notify()
+        log.warning("recogniser discarded after a failure (%d left)", self.created)
+
+
 ResultHandler = Callable[[AsrResult], Awaitable[None]]
 _END = object()
 
@@ -234,6 +242,7 @@ class SpeechStream:
         self.pool = pool
         self.on_result = on_result
         self.dropped_s = 0.0
+        self.failures = 0
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._backlog = 0
         self._task: asyncio.Task[None] | None = None
@@ -266,8 +275,14 @@ class SpeechStream:
                 carry = None
                 if item is _END:
                     if rec is not None:
-                        result = await loop.run_in_executor(self.pool.executor, rec.finish)
-                        await self.pool.release(rec)
+                        try:
+                            result = await loop.run_in_executor(self.pool.executor, rec.finish)
+                            await self.pool.release(rec)
+                        except Exception:
+                            log.exception("recogniser failed; utterance dropped")
+                            await self.pool.discard(rec)
+                            result = None
+                            self.failures += 1
                         rec = None
                         if result is not None:
                             await self._emit(result.shifted(offset))
@@ -288,7 +303,13 @@ class SpeechStream:
                 if rec is None:
                     rec = await self.pool.acquire()
                     offset = t
-                result = await loop.run_in_executor(self.pool.executor, rec.accept, data)
+                try:
+                    result = await loop.run_in_executor(self.pool.executor, rec.accept, data)
+                except Exception:  # a broken recogniser loses this utterance, not the stream
+                    log.exception("recogniser failed; utterance dropped")
+                    await self.pool.discard(rec)
+                    rec, result = None, None
+                    self.failures += 1
                 if result is not None:
                     await self._emit(result.shifted(offset))
         finally:
