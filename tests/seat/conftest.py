@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine, migrate
@@ -45,6 +46,13 @@ class Seat:
     def seat_url(self) -> str:
         return f"{self.url}/seat/"
 
+    async def enrolment_code(self) -> str:
+        engine = create_engine(self.config.effective_database_url)
+        try:
+            return await Directory(engine).create_enrolment_code("demo")
+        finally:
+            await engine.dispose()
+
     async def login(self, page: Page, username: str, password: str | None = None) -> None:
         """Open the console and submit the login form."""
         await page.goto(self.seat_url)
@@ -65,9 +73,12 @@ async def add_people(config: Config) -> dict[str, str]:
         await migrate(engine)
         directory = Directory(engine)
         await directory.ensure_branch("demo", "Demo Branch")
+        await Catalogue(engine).upsert(Service("deposit", "Deposits", "deposit", wrapup_s=2.0,
+                                               keywords=("savings",)))
         people = {}
         for username, role in (("teller1", "teller"), ("teller2", "teller"), ("super1", "supervisor"),
                                ("admin1", "admin")):
+            # super1 oversees the deposit queue; teller1 and teller2 have its skill.
             user, _ = await directory.add_user(username, role, display_name=username.title(),
                                                password=PASSWORD, skills={"deposit": 3}, queues=["deposit"])
             people[username] = user.id

@@ -10,6 +10,7 @@ from aiohttp import web
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import CONFIG, Handler, service_app
 from cloudbank.platform.static_files import add_static_app
+from cloudbank.seat import seat_api
 
 STATIC = Path(__file__).parent / "static"
 
@@ -64,5 +65,6 @@ def create_app(config: Config) -> web.Application:
             headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/config.json", client_config)
+    app.add_routes(seat_api.routes)
     add_static_app(app, STATIC)
     return app

@@ -16,7 +16,7 @@ export const ACTIONS = {
     request: (v) => ["push", {
       kind: "form", title: v.title,
       fields: v.fields.split("\n").map((s) => s.trim()).filter(Boolean)
-        .map((line, i) => ({ name: slug(line, i), label: line, type: "text" })),
+        .map((line, i) => ({ name: slug(line, i), label: line, kind: "text" })),
     }],
   },
   "push-document": {

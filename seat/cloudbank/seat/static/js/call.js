@@ -38,6 +38,8 @@ export class CallScreen {
     this.onHold = false;
     this.ended = false;
     this.snapshots = new Set();
+    this.pushes = new Map();   // push id -> title, to name the answers
+    this.activated = false;
   }
 
   async start() {
@@ -107,6 +109,11 @@ export class CallScreen {
 
   linkStatus(st) {
     this.status.dataset.state = st;
+    if (st === "connected" && !this.activated) {
+      // Media is up: the session goes connecting -> active (idempotent after a rejoin).
+      this.activated = true;
+      this.post("activate").catch(() => { this.activated = false; });
+    }
     this.status.textContent = t({ connecting: "call.connecting", connected: "call.connected",
       reconnecting: "call.reconnecting", closed: "call.ended" }[st] || "call.connecting");
   }
@@ -140,8 +147,11 @@ export class CallScreen {
     return this.api.post(`sessions/${encodeURIComponent(this.sessionId)}/${path}`, body);
   }
 
-  afterAction(path, body, _reply) {
-    if (path === "push") this.note(t("call.pushed", { title: body.title }));
+  afterAction(path, body, reply) {
+    if (path === "push") {
+      if (reply && reply.push) this.pushes.set(reply.push.push_id, body.title);
+      this.note(t("call.pushed", { title: body.title }));
+    }
     else if (path === "authorisations") this.note(t("call.auth_sent"));
     else if (path === "transfer") { this.note(t("call.transferred")); this.finish(); }
   }
@@ -203,10 +213,14 @@ export class CallScreen {
       case "transcript": this.transcript.line(ev); break;
       case "keyword": this.transcript.keyword(ev); break;
       case "snapshot": this.addSnapshot(ev); break;
-      case "push.response": this.note(ev.kind === "signature_request" || ev.signature
-        ? t("call.signature") : t("call.response", { title: ev.title || ev.push_id })); break;
-      case "authorisation.result": this.note(t(ev.grant || ev.granted ? "call.auth_granted" : "call.auth_refused",
-        { reason: ev.reason || "" }), ev.grant || ev.granted ? "info" : "warn"); break;
+      case "push.response": this.note(ev.kind === "signature_request" && ev.answer === "accept"
+        ? t("call.signature") : t("call.response", { title: this.pushes.get(ev.push_id) || ev.push_id })); break;
+      case "authorisation.result": {
+        const granted = ev.state === "granted";
+        this.note(t(granted ? "call.auth_granted" : "call.auth_refused", { reason: ev.decision_reason || "" }),
+          granted ? "info" : "warn");
+        break;
+      }
       case "video.rejoin": if (ev.video) this.moveTo(ev.video); break;
       case "session.ended": this.note(t("call.ended")); this.finish(); break;
       case "session.update":

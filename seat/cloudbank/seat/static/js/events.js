@@ -63,7 +63,7 @@ export class EventStream {
       let event;
       try { event = JSON.parse(msg.data); } catch { return; }
       if (event.type === "error") {
-        if (["unauthorized", "forbidden"].includes(event.code)) {
+        if (["unauthorized", "forbidden", "token_expired"].includes(event.code)) {
           this.stopped = true;
           this.onFatal(event);
         }
@@ -84,12 +84,17 @@ export class EventStream {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
-      if (ev.code === 4401 || ev.code === 4403) {
+      if (ev.code === 4001 || ev.code === 4401 || ev.code === 4403) {
         this.stopped = true;
         this.onFatal({ code: ev.code === 4401 ? "unauthorized" : "forbidden", message: ev.reason });
         return;
       }
-      if (!opened) this.failures += 1;
+      if (!opened) {
+        this.failures += 1;
+        // A refused handshake looks like any network failure to a browser: ask the API whether
+        // the token is still good (a 401 there sends the person to the login).
+        this.api.get("me").catch(() => {});
+      }
       else this.failures = Math.max(this.failures, 1);
       const base = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** (this.failures - 1));
       const delay = base / 2 + Math.random() * (base / 2);

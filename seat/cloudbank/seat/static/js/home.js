@@ -7,16 +7,18 @@ export const NOT_READY_REASONS = ["break", "lunch", "meeting", "training", "admi
 
 /** The parts of `GET /api/teller` the screen uses, whatever optional fields are missing. */
 export function normaliseTeller(data) {
+  // `GET /api/teller` answers {teller: {...}, queues}; the `teller.state` event carries {teller}.
   const d = data || {};
-  const st = typeof d.state === "object" && d.state !== null ? d.state : d;
+  const st = d.teller || d;
   return {
     state: String(st.state || "offline"),
     reason: st.reason || null,
     since: Number(st.since || st.state_since || 0) || null,
     wrapupUntil: Number(st.wrapup_until || st.until || 0) || null,
-    counts: d.counts || d.today || {},
+    counts: st.today || d.counts || {},
     queues: Array.isArray(d.queues) ? d.queues : [],
-    session: d.session || d.current_session || null,
+    session: d.session || null,
+    raw: d,
   };
 }
 

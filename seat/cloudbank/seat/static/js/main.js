@@ -21,6 +21,9 @@ class SeatApp {
     this.config = config;
     this.auth = new Auth();
     this.api = new Api(config.api || "/api/", this.auth, () => this.expired());
+    // The seat server's own read-only lookups (live calls, branch names), relative to /seat/.
+    this.seatApi = new Api("api/", this.auth, () => this.expired());
+    this.branches = {};
     this.root = document.getElementById("screen");
     this.noticeEl = document.getElementById("notice");
     this.ringer = new Ringer();
@@ -136,12 +139,13 @@ class SeatApp {
     this.events.on("*", (ev) => this.event(ev));
     this.events.start();
     if (role === "supervisor") {
-      const sup = new SupervisorScreen(this.root, { api: this.api });
+      const sup = new SupervisorScreen(this.root, { api: this.api, seatApi: this.seatApi });
       this.setScreen(sup);
       sup.start();
       return;
     }
     this.services = await this.loadServices();
+    try { this.branches = (await this.seatApi.get("branches")).branches || {}; } catch { this.branches = {}; }
     await this.resumeOrHome();
   }
 
@@ -231,7 +235,8 @@ class SeatApp {
 
   async accept(offer) {
     const r = await this.api.post(`offers/${encodeURIComponent(offer.offer_id)}/accept`, {});
-    this.openCall({ session: r.session, video: r.video, started_at: Date.now() / 1000 });
+    const session = { ...r.session, service_name: this.serviceName(r.session.service) };
+    this.openCall({ session, video: r.video, started_at: Date.now() / 1000 });
   }
 
   async decline(offer) {
@@ -277,6 +282,11 @@ class SeatApp {
     screen.render();
   }
 
+  serviceName(code) {
+    const found = this.services.find(([c]) => c === code);
+    return found ? found[1] : code;
+  }
+
   currentSessionId() {
     return this.screen instanceof CallScreen ? this.screen.sessionId : null;
   }
@@ -286,7 +296,7 @@ class SeatApp {
     const sessionId = ev.session_id || (ev.session && ev.session.id);
     switch (ev.type) {
       case "offer":
-        if (!this.currentSessionId()) this.offer.show(ev);
+        if (!this.currentSessionId()) this.offer.show({ ...ev, branch_name: this.branches[ev.branch], service_name: this.serviceName(ev.service) });
         this.setMyState("offered");
         return;
       case "offer.expired":
@@ -299,8 +309,9 @@ class SeatApp {
         this.refreshHome();
         return;
       case "teller.state":
-        if (ev.state) this.setMyState(typeof ev.state === "object" ? ev.state.state : ev.state);
-        this.refreshHome();
+        if (ev.teller) this.setMyState(ev.teller.state);
+        if (this.screen instanceof HomeScreen) this.screen.render({ ...this.screen.data.raw, teller: ev.teller });
+        else this.refreshHome();
         return;
       default:
         break;

@@ -128,8 +128,13 @@ export class VideoLink {
       }
       this.onMessage(msg);
     };
+    let opened = false;
+    ws.addEventListener("open", () => { opened = true; });
     ws.onclose = () => {
       if (this.ws !== ws || this.closed) return;
+      // A refused handshake is an expired token or a node that is gone: ask the platform again
+      // (it moves the call to a live node when its node died).
+      if (!opened) this.needFreshToken = true;
       this.scheduleRejoin();
     };
   }

@@ -8,15 +8,12 @@ import { QualityMeter } from "./quality.js";
 
 const POLL_MS = 5000;
 
-function activeCalls(board) {
-  const list = board && (board.sessions || board.calls || board.active_calls);
-  return Array.isArray(list) ? list : [];
-}
-
 export class SupervisorScreen {
-  constructor(root, { api }) {
+  constructor(root, { api, seatApi }) {
     this.root = root;
     this.api = api;
+    this.seatApi = seatApi;
+    this.calls = [];
     this.auths = new Map();
     this.board = null;
     this.monitor = null;
@@ -45,6 +42,8 @@ export class SupervisorScreen {
   async refresh() {
     try {
       this.show(await this.api.get("wallboard"));
+      this.calls = (await this.seatApi.get("calls")).calls || [];
+      this.showCalls();
       this.error.textContent = "";
     } catch (err) {
       this.error.textContent = t("error.generic", { message: err.message });
@@ -72,7 +71,10 @@ export class SupervisorScreen {
     renderWallboard(this.boardEl, board);
     for (const a of board.authorisations || board.pending_authorisations || []) this.addAuth(a, false);
     this.renderAuths();
-    const calls = activeCalls(board);
+  }
+
+  showCalls() {
+    const calls = this.calls;
     if (!calls.length) { fill(this.callsEl, h("p", { class: "muted" }, t("sup.no_calls"))); return; }
     fill(this.callsEl, h("table", { class: "grid" },
       h("thead", {}, h("tr", {}, ["sup.teller", "sup.service", "sup.duration", "sup.monitor"].map((k) => h("th", { scope: "col" }, t(k))))),
@@ -80,7 +82,7 @@ export class SupervisorScreen {
         const id = c.id || c.session_id;
         const started = Number(c.started_at || c.connected_at || 0);
         return h("tr", { "data-session": id, testid: `call-row-${id}` },
-          h("td", {}, c.teller_name || c.teller || "–"),
+          h("td", {}, c.teller_name || c.teller_id || "–"),
           h("td", {}, c.service_name || c.service || "–"),
           h("td", {}, started ? clock(Date.now() / 1000 - started) : "–"),
           h("td", {}, h("button", { type: "button", testid: `monitor-${id}`, class: "monitor",
@@ -153,7 +155,7 @@ export class SupervisorScreen {
         }
       };
       return h("li", { "data-authorisation": id, testid: `auth-${id}` },
-        h("p", {}, h("strong", {}, a.teller_name || a.teller || ""), " — ", a.reason || ""),
+        h("p", {}, h("strong", {}, this.tellerName(a.teller_id)), ` (${a.service || ""}) — `, a.reason || ""),
         h("label", { class: "field inline", for: `auth-reason-${id}` }, h("span", {}, t("sup.reason")), reason),
         h("button", { type: "button", class: "primary", testid: `auth-grant-${id}`, onclick: () => decide(true) }, t("sup.grant")),
         h("button", { type: "button", testid: `auth-refuse-${id}`, onclick: () => decide(false) }, t("sup.refuse")),
@@ -161,10 +163,17 @@ export class SupervisorScreen {
     })));
   }
 
+  tellerName(id) {
+    const call = this.calls.find((c) => c.teller_id === id);
+    return call ? call.teller_name : (id || "").slice(0, 8);
+  }
+
   event(ev) {
-    if (ev.type === "authorisation.request") this.addAuth(ev.authorisation || ev);
-    else if (ev.type === "authorisation.result") { this.auths.delete(ev.authorisation_id || ev.id); this.renderAuths(); }
-    else if (ev.type === "session.ended" && this.monitor && this.monitor.sessionId === ev.session_id) this.stopMonitor();
+    if (ev.type === "authorisation.request") this.addAuth(ev);
+    else if (ev.type === "session.ended" && this.monitor && this.monitor.sessionId === ev.session_id) {
+      this.stopMonitor();
+      this.refresh();
+    }
   }
 
   destroy() {

@@ -34,14 +34,16 @@ export function renderWallboard(el, board) {
           .map((k) => h("th", { scope: "col" }, t(k))))),
       h("tbody", {}, queues.map((q) => {
         const code = q.code || q.queue || q.service || q.id;
-        const abandoned = q.abandoned ?? q.abandoned_count ?? 0;
-        const rate = q.abandon_rate ?? q.abandonment ?? q.abandonment_rate;
+        // The platform computes the metrics over its window from the queue log.
+        const m = q.metrics || q;
+        const abandoned = m.abandoned ?? 0;
+        const rate = m.abandon_rate;
         return h("tr", { "data-queue": code, testid: `wallboard-row-${code}` },
           h("th", { scope: "row" }, q.name || code),
           h("td", { "data-field": "waiting" }, String(q.waiting ?? 0)),
           h("td", { "data-field": "longest" }, clock(q.longest_wait_s ?? q.longest_wait ?? 0)),
-          h("td", { "data-field": "service_level" }, pct(q.service_level)),
-          h("td", { "data-field": "asa" }, q.asa_s === null || q.asa_s === undefined ? "–" : clock(q.asa_s ?? q.asa)),
+          h("td", { "data-field": "service_level" }, pct(m.service_level)),
+          h("td", { "data-field": "asa" }, m.asa_s === null || m.asa_s === undefined ? "–" : clock(m.asa_s)),
           h("td", { "data-field": "abandoned" }, rate === undefined || rate === null ? String(abandoned) : `${abandoned} (${pct(rate)})`),
           h("td", { "data-field": "tellers" }, tellersByState(q)));
       }))),

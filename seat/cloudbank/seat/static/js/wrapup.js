@@ -24,7 +24,8 @@ export class WrapupScreen {
       DISPOSITIONS.map((d) => h("option", { value: d }, label("disposition", d))));
     const notes = h("textarea", { id: "wrapup-notes", testid: "wrapup-notes", rows: "4", maxlength: "4000" });
     const service = h("select", { id: "wrapup-service", testid: "wrapup-service" },
-      this.services.map(([c, name]) => h("option", { value: c, selected: c === s.service }, name)));
+      this.services.map(([c, name]) => h("option", { value: c, selected: c === s.service }, name)),
+      h("option", { value: "" }, t("wrapup.none")));
     if (!this.services.some(([c]) => c === s.service) && s.service) {
       service.prepend(h("option", { value: s.service, selected: true }, s.service));
     }
@@ -50,9 +51,12 @@ export class WrapupScreen {
       }
       submit.disabled = true;
       try {
+        // The platform records whether a service was done; which one, when it differs from the
+        // queue's, goes at the head of the notes.
+        const other = service.value && service.value !== s.service ? `[service: ${service.value}] ` : "";
         const reply = await this.api.post(`sessions/${encodeURIComponent(s.id)}/wrapup`, {
-          disposition: code.value, notes: notes.value.trim(), service_done: service.value || s.service || "",
-          not_ready: notReady.checked,
+          disposition: code.value, notes: (other + notes.value.trim()).slice(0, 4000),
+          service_done: service.value !== "", not_ready: notReady.checked,
         });
         this.destroy();
         await this.onDone(reply, notReady.checked);
