@@ -38,7 +38,7 @@ def vtt_time(seconds: float) -> str:
 
 
 def _vtt_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("-->", "-&gt;")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # so no "-->" either
 
 
 class Transcript:
