@@ -19,6 +19,7 @@ from typing import Any
 
 import av
 import cv2
+import cv2.data
 import numpy as np
 from aiortc.rtp import RtpPacket
 from cloudbank.platform.audit import AuditChain, file_sha256
@@ -57,8 +58,8 @@ class FaceDetector:
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         side = max(24, min(gray.shape[:2]) // 10)
         found = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
-        boxes = [tuple(int(v) for v in box) for box in found]
-        return sorted(boxes, key=lambda b: -b[2] * b[3])  # type: ignore[misc]
+        boxes = [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
+        return sorted(boxes, key=lambda b: -b[2] * b[3])
 
 
 @dataclass(frozen=True)
