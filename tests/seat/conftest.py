@@ -1,9 +1,12 @@
 """Fixtures for the seat console's browser tests: the platform, video and seat services composed as
-`cloudbank up` composes them (build_root) on a free loopback port, demo people in the directory,
-and a headless Chromium page that saves a screenshot when its test fails."""
+`cloudbank up` composes them (build_root) on a free loopback port, people and services in the
+directory, a kiosk customer from the kiosk SDK, and a headless Chromium page (1366x768) that saves
+a screenshot when its test fails. Run them inside `unshare -n` so nothing leaves loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,18 +15,26 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from cloudbank.kiosk_client.call import Call
+from cloudbank.kiosk_client.client import PlatformClient
+from cloudbank.kiosk_client.media_sources import synthetic
 from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.server import build_root
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                  "--allow-loopback-in-peer-connection", "--disable-background-networking",
                  "--autoplay-policy=no-user-gesture-required"]
 PASSWORD = "correct-horse-battery"
+SERVICES = (
+    Service("deposit", "Deposits", "deposit", wrapup_s=2.0, keywords=("savings",)),
+    # Rings briefly, so a test can let an offer time out.
+    Service("loans", "Loans", "loans", ring_timeout_s=2.0, wrapup_s=2.0),
+)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -33,9 +44,50 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+class Kiosk:
+    """A kiosk customer driven from the test: platform client, its event stream, its call."""
+
+    def __init__(self, client: PlatformClient) -> None:
+        self.client = client
+        self.events: list[dict[str, Any]] = []
+        self.stream = client.events()
+        self.reader = asyncio.create_task(self._read())
+        self.call: Call | None = None
+
+    async def _read(self) -> None:
+        async for event in self.stream:
+            self.events.append(event)
+
+    async def wait_event(self, kind: str, timeout: float = 15.0, after: int = 0) -> dict[str, Any]:
+        """The first event of `kind` (at index `after` or later)."""
+        async def find() -> dict[str, Any]:
+            while True:
+                for e in self.events[after:]:
+                    if e.get("type") == kind:
+                        return e
+                await asyncio.sleep(0.1)
+
+        return await asyncio.wait_for(find(), timeout)
+
+    async def join(self, session_id: str) -> Call:
+        self.call = await Call.for_session(self.client, session_id, synthetic(1), ice_addresses=["127.0.0.1"])
+        await self.call.join()
+        return self.call
+
+    async def close(self) -> None:
+        if self.call is not None:
+            with contextlib.suppress(Exception):
+                await self.call.leave()
+        await self.stream.close()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
+        await self.client.close()
+
+
 @dataclass
 class Seat:
-    """A running deployment: its base URL, config and people (username -> user id)."""
+    """A running deployment (base URL, config, people: username -> user id) and the steps tests share."""
 
     url: str
     config: Config
@@ -60,6 +112,49 @@ class Seat:
         await page.get_by_test_id("login-password").fill(self.password if password is None else password)
         await page.get_by_test_id("login-submit").click()
 
+    async def token(self, page: Page) -> str:
+        """The signed-in person's API token, as the console stored it."""
+        return str(await page.evaluate("JSON.parse(sessionStorage.getItem('cloudbank.seat.auth')).token"))
+
+    async def teller_ready(self, page: Page, username: str = "teller1") -> None:
+        await self.login(page, username)
+        await page.get_by_test_id("state-ready").click()
+        await expect(page.get_by_test_id("state-now")).to_have_attribute("data-state", "ready")
+
+    async def accept_offer(self, page: Page, kiosk: Kiosk, join: bool = True) -> tuple[str, Call | None]:
+        """Accept the ringing offer; the kiosk joins the call when `join`."""
+        await expect(page.get_by_test_id("offer")).to_be_visible()
+        await expect(page.get_by_test_id("offer-service")).to_have_text("Deposits")
+        await expect(page.get_by_test_id("offer-channel")).to_have_text("Kiosk at Demo Branch")
+        await expect(page.get_by_test_id("offer-countdown")).to_contain_text("Answer within")
+        await expect(page.get_by_test_id("offer-accept")).to_be_focused()
+        await page.get_by_test_id("offer-accept").click()
+        await expect(page.get_by_test_id("call")).to_be_visible()
+        started = await kiosk.wait_event("session.started")
+        session_id = str(started["session"]["id"])
+        await expect(page.get_by_test_id("call")).to_have_attribute("data-session", session_id)
+        return session_id, (await kiosk.join(session_id) if join else None)
+
+    async def frames_decoded(self, page: Page, testid: str = "remote-video") -> int:
+        value = await page.get_by_test_id(testid).get_attribute("data-frames-decoded")
+        return int(value or 0)
+
+    async def wait_frames_rising(self, page: Page, testid: str = "remote-video", timeout: float = 20.0) -> int:
+        """framesDecoded (getStats, shown on the element) above zero, then higher a moment later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        first = 0
+        while loop.time() < deadline and first == 0:
+            first = await self.frames_decoded(page, testid)
+            await asyncio.sleep(0.3)
+        assert first > 0, f"{testid} never decoded a frame"
+        second = first
+        while loop.time() < deadline and second <= first:
+            await asyncio.sleep(0.5)
+            second = await self.frames_decoded(page, testid)
+        assert second > first, f"{testid}: framesDecoded stopped rising at {first}"
+        return second
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -73,14 +168,15 @@ async def add_people(config: Config) -> dict[str, str]:
         await migrate(engine)
         directory = Directory(engine)
         await directory.ensure_branch("demo", "Demo Branch")
-        await Catalogue(engine).upsert(Service("deposit", "Deposits", "deposit", wrapup_s=2.0,
-                                               keywords=("savings",)))
+        for svc in SERVICES:
+            await Catalogue(engine).upsert(svc)
         people = {}
-        for username, role in (("teller1", "teller"), ("teller2", "teller"), ("super1", "supervisor"),
-                               ("admin1", "admin")):
-            # super1 oversees the deposit queue; teller1 and teller2 have its skill.
+        skills = {"deposit": 3, "loans": 3}
+        for username, role, queues in (("teller1", "teller", []), ("teller2", "teller", []),
+                                       ("super1", "supervisor", ["deposit", "loans"]),
+                                       ("super2", "supervisor", ["other"]), ("admin1", "admin", [])):
             user, _ = await directory.add_user(username, role, display_name=username.title(),
-                                               password=PASSWORD, skills={"deposit": 3}, queues=["deposit"])
+                                               password=PASSWORD, skills=skills, queues=queues)
             people[username] = user.id
         return people
     finally:
@@ -100,6 +196,16 @@ async def seat(config: Config) -> AsyncIterator[Seat]:
         yield Seat(config.base_url, config, people)
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def kiosk(seat: Seat) -> AsyncIterator[Kiosk]:
+    client = PlatformClient(seat.url)
+    await client.enrol(await seat.enrolment_code(), "kiosk-1")
+    k = Kiosk(client)
+    await k.stream.wait_connected()
+    yield k
+    await k.close()
 
 
 @pytest.fixture
@@ -132,6 +238,21 @@ async def page(browser: Browser, request: pytest.FixtureRequest, tmp_path: Path)
         shot = tmp_path / f"{request.node.name}.png"
         await pg.screenshot(path=str(shot), full_page=True)
         print(f"\nscreenshot: {shot}\nbrowser errors: {errors}")
+    await context.close()
+
+
+@pytest.fixture
+async def second_page(browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Page]:
+    """Another person's browser (its own storage), with a screenshot on failure too."""
+    errors: list[str] = []
+    context, pg = await new_page(browser, errors)
+    pg.set_default_timeout(10_000)
+    yield pg
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        shot = tmp_path / f"{request.node.name}-second.png"
+        await pg.screenshot(path=str(shot), full_page=True)
+        print(f"\nscreenshot (second page): {shot}\nbrowser errors: {errors}")
     await context.close()
 
 

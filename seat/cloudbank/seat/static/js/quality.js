@@ -15,12 +15,16 @@ export function summarise(prev, stats) {
   let framesDecoded = 0;
   let rtt = null;
   let timestamp = 0;
+  const perTrack = {};
   stats.forEach((s) => {
     if (s.type === "inbound-rtp") {
       bytes += s.bytesReceived || 0;
       received += s.packetsReceived || 0;
       lost += Math.max(0, s.packetsLost || 0);
-      if (s.kind === "video") framesDecoded += s.framesDecoded || 0;
+      if (s.kind === "video") {
+        framesDecoded += s.framesDecoded || 0;
+        perTrack[s.trackIdentifier] = (perTrack[s.trackIdentifier] || 0) + (s.framesDecoded || 0);
+      }
       timestamp = Math.max(timestamp, s.timestamp || 0);
     } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded"
       && typeof s.currentRoundTripTime === "number") {
@@ -30,12 +34,14 @@ export function summarise(prev, stats) {
     }
   });
   const now = { bytes, received, lost, framesDecoded, timestamp };
-  if (!prev || !prev.timestamp || timestamp <= prev.timestamp) return { now, kbps: null, loss: null, rtt, framesDecoded };
+  if (!prev || !prev.timestamp || timestamp <= prev.timestamp) {
+    return { now, kbps: null, loss: null, rtt, framesDecoded, perTrack };
+  }
   const seconds = (timestamp - prev.timestamp) / 1000;
   const kbps = Math.round(((bytes - prev.bytes) * 8) / 1000 / seconds);
   const dPackets = (received - prev.received) + (lost - prev.lost);
   const loss = dPackets > 0 ? Math.round((1000 * (lost - prev.lost)) / dPackets) / 10 : 0;
-  return { now, kbps, loss, rtt, framesDecoded };
+  return { now, kbps, loss, rtt, framesDecoded, perTrack };
 }
 
 export function isBad({ kbps, loss, rtt }) {
@@ -44,11 +50,14 @@ export function isBad({ kbps, loss, rtt }) {
 }
 
 export class QualityMeter {
-  /** getPc(): the current RTCPeerConnection (it changes on rejoin); el: where to show it. */
-  constructor(getPc, el, videoEl) {
+  /**
+   * getPc(): the current RTCPeerConnection (it changes on rejoin); el: where to show it;
+   * videoEls: the video element(s) to mark with their own track's framesDecoded.
+   */
+  constructor(getPc, el, videoEls) {
     this.getPc = getPc;
     this.el = el;
-    this.videoEl = videoEl;
+    this.videoEls = [videoEls].flat().filter(Boolean);
     this.prev = null;
     this.pc = null;
     this.timer = setInterval(() => this.sample(), PERIOD_MS);
@@ -63,7 +72,11 @@ export class QualityMeter {
     try { stats = await pc.getStats(); } catch { return; }
     const q = summarise(this.prev, stats);
     this.prev = q.now;
-    if (this.videoEl) this.videoEl.dataset.framesDecoded = String(q.framesDecoded);
+    for (const v of this.videoEls) {
+      const track = v.srcObject && v.srcObject.getVideoTracks()[0];
+      const own = track ? q.perTrack[track.id] : undefined;
+      v.dataset.framesDecoded = String(own ?? (this.videoEls.length === 1 ? q.framesDecoded : 0));
+    }
     if (q.kbps === null) return;
     // One bad second is noise; warn when it lasts.
     this.badStreak = isBad(q) ? this.badStreak + 1 : 0;

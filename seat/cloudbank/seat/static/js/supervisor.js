@@ -120,7 +120,7 @@ export class SupervisorScreen {
       refresh: async () => (await this.api.post(`sessions/${encodeURIComponent(sessionId)}/monitor`, {})).video,
     });
     link.start();
-    this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, customer), sessionId };
+    this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, [customer, teller]), sessionId };
     stop.focus();
   }
 
