@@ -198,6 +198,50 @@ async def test_garbage_packets_and_unknown_codecs_change_nothing(config: Config,
     assert decoded_stamps(recorder.segments(), read_stamp) == list(range(10))
 
 
+async def test_joining_mid_call_starts_on_the_keyframe_it_asks_for(config: Config, video_sender: Any,
+                                                                   stamps: Any) -> None:
+    stamp_image, read_stamp = stamps
+    sender = video_sender()
+    for i in range(5):  # frames sent before the recorder existed
+        sender.frame_packets(stamp_image(i))
+    recorder = Recorder("mid", recording_folder(config, "mid"), sender.request_keyframe, segment_s=60)
+    for i in range(5, 20):
+        for packet in sender.frame_packets(stamp_image(i)):
+            recorder.on_rtp(sender.track, packet)
+    await recorder.close()
+    # Frame 5 is not a keyframe: the recorder asks at once, and the sender's next frame (6) is one.
+    assert decoded_stamps(recorder.segments(), read_stamp) == list(range(6, 20))
+    assert recorder.tracks[0].skipped_waiting_keyframe == 0  # frame 5 never reached the writer: undecodable
+
+
+@pytest.mark.slow
+async def test_h264_goes_into_matroska(config: Config, stamps: Any) -> None:
+    import fractions
+
+    from aiortc.codecs import get_encoder
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    stamp_image, read_stamp = stamps
+    encoder = get_encoder(RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102,
+                                                parameters={"packetization-mode": "1",
+                                                            "profile-level-id": "42e01f"}))
+    track = TrackInfo("h", "teller", "video", "video/H264", 90000, 102, 7)
+    recorder = Recorder("h", recording_folder(config, "h"), lambda party: None, segment_s=60)
+    seq = 0
+    for i in range(20):
+        frame = av.VideoFrame.from_ndarray(stamp_image(i), format="bgr24")
+        frame.pts, frame.time_base = i * 6000, fractions.Fraction(1, 90000)
+        payloads, ts = encoder.encode(frame, force_keyframe=i == 0)
+        for j, payload in enumerate(payloads):
+            recorder.on_rtp(track, RtpPacket(payload_type=102, marker=int(j == len(payloads) - 1),
+                                             sequence_number=seq, timestamp=ts, ssrc=7, payload=payload))
+            seq += 1
+    await recorder.close()
+    [segment] = recorder.segments()
+    assert segment.suffix == ".mkv" and not recorder.errors
+    assert decoded_stamps([segment], read_stamp) == list(range(20))
+
+
 def test_recording_folder_refuses_path_tricks(config: Config) -> None:
     assert recording_folder(config, "abc-1_2") == config.data / "recordings" / "abc-1_2"
     for bad in ("../x", "a/b", "", ".", "x" * 65, "a\x00", "/etc"):

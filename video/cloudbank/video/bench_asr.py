@@ -27,7 +27,7 @@ from cloudbank.platform.errors import StartupError
 from cloudbank.video.asr import SAMPLE_RATE, VoskRecognizer, default_model_path, load_vosk_model
 
 BENCH_TEXT = "안녕하세요 계좌 확인 부탁드립니다 저축 상품이 얼마인지 알고 싶어요 감사합니다"
-GRAMMAR = ["안녕하세요", "계좌", "저축", "확인", "감사합니다", "얼마", "[unk]"]
+GRAMMAR = ["안녕하세요", "계좌", "저축", "확인", "감사합니다", "얼마"]
 CHUNK_BYTES = SAMPLE_RATE * 2 // 5  # 0.2 s, as SpeechStream batches
 
 

@@ -3,8 +3,8 @@
     packets (event loop) ── FrameAssembler (per track: reorder, depayload, keyframe flag)
                          └─ queue ── writer thread ── TrackWriter (per party and kind) ── segment files
 
-Each track (one party's audio or video) is written to its own series of WebM files of about
-`segment_s` seconds: `<party>-<kind>-<n>.webm`. A segment is written as `.part` and renamed when it
+Each track (one party's audio or video) is written to its own series of files of about
+`segment_s` seconds: `<party>-<kind>-<n>.webm` (VP8, Opus), `.mkv` (H.264: WebM cannot hold it). A segment is written as `.part` and renamed when it
 is closed, so a crash loses at most the open segment and every `.webm` is complete. Video segments
 start on a keyframe: when a segment is due the writer asks the party's sender for one (PLI) and
 rotates when it arrives. `finish_recording` closes everything and writes the manifest, whose files'
@@ -70,6 +70,16 @@ def vp8_size(frame: bytes) -> tuple[int, int] | None:
     if len(frame) < 10 or frame[3:6] != b"\x9d\x01\x2a":
         return None
     return int.from_bytes(frame[6:8], "little") & 0x3FFF, int.from_bytes(frame[8:10], "little") & 0x3FFF
+
+
+def h264_size(frame: bytes) -> tuple[int, int] | None:
+    """Width and height of an H.264 keyframe, by decoding it (once per segment: SPS parsing is long)."""
+    try:
+        codec = av.CodecContext.create("h264", "r")
+        frames = [*codec.decode(av.Packet(frame)), *codec.decode(None)]
+    except av.error.FFmpegError:
+        return None
+    return (frames[0].width, frames[0].height) if frames else None
 
 
 def h264_is_keyframe(frame: bytes) -> bool:
@@ -317,13 +327,14 @@ class TrackWriter:
     def _rotate(self, frame: EncodedFrame, pts: int) -> None:
         self.close()
         index = len(self.record.segments) + 1
-        name = f"{self.info.party}-{self.info.kind}-{index:04d}.webm"
+        h264 = self.info.mime_type.lower() == "video/h264"
+        # WebM holds VP8 and Opus only; H.264 goes into its parent format, Matroska.
+        name = f"{self.info.party}-{self.info.kind}-{index:04d}.{'mkv' if h264 else 'webm'}"
         self._part = self.folder / (name + ".part")
-        self._container = av.open(str(self._part), "w", format="webm")
+        self._container = av.open(str(self._part), "w", format="matroska" if h264 else "webm")
         if self.video:
-            codec = "vp8" if self.info.mime_type.lower() == "video/vp8" else "h264"
-            self._stream = self._container.add_stream(codec)
-            size = vp8_size(frame.data) if codec == "vp8" else None
+            self._stream = self._container.add_stream("h264" if h264 else "vp8")
+            size = h264_size(frame.data) if h264 else vp8_size(frame.data)
             width, height = size or (640, 480)
             self._stream.width, self._stream.height = width, height
         else:
