@@ -4,8 +4,9 @@
                          └─ queue ── writer thread ── TrackWriter (per party and kind) ── segment files
 
 Each track (one party's audio or video) is written to its own series of files of about
-`segment_s` seconds: `<party>-<kind>-<n>.webm` (VP8, Opus), `.mkv` (H.264: WebM cannot hold it). A segment is written as `.part` and renamed when it
-is closed, so a crash loses at most the open segment and every `.webm` is complete. Video segments
+`segment_s` seconds: `<party>-<kind>-<n>.webm` (VP8, Opus), `.mkv` (H.264: WebM cannot hold it).
+A segment is written as `.part` and renamed when it is closed, so a crash loses at most the open
+segment and every `.webm`/`.mkv` is complete. Video segments
 start on a keyframe: when a segment is due the writer asks the party's sender for one (PLI) and
 rotates when it arrives. `finish_recording` closes everything and writes the manifest, whose files'
 SHA-256 go into the audit chain.
