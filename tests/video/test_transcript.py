@@ -94,7 +94,10 @@ async def test_partials_are_published_but_only_finals_kept(redis_client: redis.a
 
 
 async def test_redis_outage_loses_live_lines_not_the_file(tmp_path: Path) -> None:
-    dead = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    dead = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     transcript = Transcript("s3", dead, tmp_path)
     await transcript.add("teller", line("확인", 2.0))
     await dead.aclose()
