@@ -51,10 +51,16 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(aiohttp_server: MakeServer, config: Config) -> AsyncIterator[Stack]:
+def stack_overrides() -> dict[str, Any]:
+    """Config changes for one test: `@pytest.mark.parametrize("stack_overrides", [{...}])`."""
+    return {}
+
+
+@pytest.fixture
+async def stack(aiohttp_server: MakeServer, config: Config, stack_overrides: dict[str, Any]) -> AsyncIterator[Stack]:
     port = free_port()
     # No drain on shutdown: the test has ended its calls; waiting for stragglers only slows teardown.
-    cfg = config.with_(port=port, ice_addresses=("127.0.0.1",), video_drain_s=0.0)
+    cfg = config.with_(port=port, ice_addresses=("127.0.0.1",), video_drain_s=0.0, **stack_overrides)
     server = await aiohttp_server(build_root(cfg, ["platform", "video", "phone"]), port=port)
     engine = create_engine(cfg.effective_database_url)
     directory = Directory(engine)

@@ -16,9 +16,9 @@ const state = {
 window.cloudbankPhone = state;   // for debugging and for tests that read the call's statistics
 
 function show(screen) {
-  for (const s of document.querySelectorAll("[data-screen]")) s.hidden = s.dataset.screen !== screen;
+  for (const s of document.querySelectorAll("main > [data-screen]")) s.hidden = s.dataset.screen !== screen;
   state.screen = screen;
-  document.body.dataset.screen = screen;
+  document.body.dataset.view = screen;
 }
 
 function error(message) { $("error").textContent = message || ""; }
@@ -101,7 +101,10 @@ function updateTicket(ticket) {
   state.ticket = ticket;
   $("queue-position").textContent = ticket.position ?? "-";
   $("queue-wait").textContent = formatWait(ticket.estimated_wait_s);
-  if (ticket.callback_offer) $("callback-offer").hidden = false;
+  // A call-back is offered only when the forecast wait is long (the platform decides).
+  const offered = Boolean(ticket.callback_offer);
+  $("callback-offer").hidden = !offered;
+  $("book-callback").hidden = !offered;
   if (ticket.state === "callback") finish("We will call you back. You can close this page.");
   else if (ticket.state === "abandoned") finish("You left the queue.");
 }
@@ -124,7 +127,7 @@ $("leave-queue").addEventListener("click", async () => {
 function onEvent(event) {
   switch (event.type) {
     case "ticket.update": updateTicket(event.ticket); break;
-    case "ticket.callback_offer": $("callback-offer").hidden = false; break;
+    case "ticket.callback_offer": updateTicket({ ...event.ticket, callback_offer: true }); break;
     case "session.started": startCall(event); break;
     case "video.rejoin": if (state.call) { state.call.grant = event.video; state.call._lost(); } break;
     case "push": state.pushes.push(event); nextPush(); break;
