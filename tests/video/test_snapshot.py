@@ -134,3 +134,19 @@ async def test_call_end_fails_a_pending_snapshot(config: Config, video_sender: A
     await taker.close()
     with pytest.raises(SnapshotFailed, match="call ended"):
         await task
+
+
+async def test_signalling_adapter_replies_and_tells_the_session(config: Config, video_sender: Any,
+                                                                 redis_client: Any) -> None:
+    from cloudbank.platform.events import add_to_audience, read
+
+    await add_to_audience(redis_client, "snap5", "user:teller1")
+    sender = video_sender()
+    taker = SnapshotTaker("snap5", recording_folder(config, "snap5"), sender.request_keyframe, redis=redis_client)
+    task = asyncio.ensure_future(taker.snapshot())
+    await asyncio.sleep(0)
+    await feed_until(task, taker, sender, itertools.repeat(drawn_face()))
+    reply = await task
+    assert reply["url"] == "/video/snapshots/snap5/customer-0001.jpg" and len(reply["faces"]) == 1
+    [(_, event)] = await read(redis_client, "user:teller1")
+    assert event == {"type": "snapshot", "session_id": "snap5", **reply}

@@ -119,3 +119,45 @@ def test_tracks_use_the_protocol_speaker_names() -> None:
     # The speaker of an event is the party of the track it came from (customer/teller/supervisor).
     track = TrackInfo("s", "teller", "audio", "audio/opus", 48000, 111, 1, 2)
     assert track.party in ("customer", "teller", "supervisor")
+
+
+@pytest.mark.slow
+async def test_transcript_sink_feeds_the_recording_manifest(
+        config: Config, redis_client: redis.asyncio.Redis, vosk_model: Any, grammar: str, audio_sender: Any,
+        korean_speech: dict[str, tuple[np.ndarray, int]]) -> None:
+    """A room's two sinks as the node wires them: transcript closed first, its files in the manifest."""
+    from cloudbank.platform.audit import AuditChain
+    from cloudbank.platform.records import create_engine, migrate
+    from cloudbank.video.recorder import Recorder, finish_recording
+    from cloudbank.video.transcript import TranscriptSink
+
+    await add_to_audience(redis_client, "call8", "user:teller1")
+    folder = recording_folder(config, "call8")
+    engine = create_engine(config.effective_database_url)
+    await migrate(engine)
+    audit = AuditChain(engine)
+    try:
+        async with asr_service(config.with_(asr_pool_size=1), json.loads(grammar), model=vosk_model) as asr:
+            recorder = Recorder("call8", folder, lambda party: None, segment_s=60)
+            sink = TranscriptSink("call8", asr, redis_client, folder, epoch=recorder.started_at)
+            customer = audio_sender(party="customer", session_id="call8", ssrc=1)
+            supervisor = audio_sender(party="supervisor", session_id="call8", ssrc=3)
+            pcm = np.concatenate([korean_speech["계좌"][0], korean_speech["확인"][0], np.zeros(48000, np.int16)])
+            for sender in (customer, supervisor):
+                for packet in sender.packets(pcm, 48000):
+                    recorder.on_rtp(sender.track, packet)
+                    sink.on_rtp(sender.track, packet)
+            await sink.close()
+            manifest_path = await finish_recording(recorder, audit, config.data, actor="video:n1",
+                                                   transcripts=sink.files)
+        events = [e for _, e in await read(redis_client, "user:teller1", count=100)]
+        finals = [e for e in events if e["type"] == "transcript" and e["final"]]
+        assert {e["speaker"] for e in finals} == {"customer"}  # supervisors are not transcribed
+        assert [w["word"] for e in finals for w in e["words"]] == ["계좌", "확인"]
+        manifest = json.loads(manifest_path.read_text())
+        assert sorted(Path(t["path"]).name for t in manifest["transcripts"]) == ["transcript.json",
+                                                                                  "transcript.vtt"]
+        assert "계좌" in (folder / "transcript.vtt").read_text(encoding="utf-8")
+        assert (await audit.verify(base=config.data)).ok
+    finally:
+        await engine.dispose()

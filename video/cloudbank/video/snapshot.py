@@ -24,8 +24,11 @@ import numpy as np
 from aiortc.rtp import RtpPacket
 from cloudbank.platform.audit import AuditChain, file_sha256
 from cloudbank.platform.errors import CloudbankError
+from cloudbank.platform.events import publish_to_session
 from cloudbank.video.packets import KeyframeRequester, Party, TrackInfo
 from cloudbank.video.recorder import EncodedFrame, FrameAssembler
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,8 @@ class SnapshotTaker:
 
     def __init__(self, session_id: str, folder: Path, request_keyframe: KeyframeRequester,
                  audit: AuditChain | None = None, data_root: Path | None = None, actor: str = "video",
-                 party: Party = "customer", timeout_s: float = 5.0) -> None:
+                 party: Party = "customer", timeout_s: float = 5.0, redis: Redis | None = None,
+                 url_prefix: str = "/video/snapshots") -> None:
         self.session_id = session_id
         self.folder = folder
         self.request_keyframe = request_keyframe
@@ -100,6 +104,8 @@ class SnapshotTaker:
         self.actor = actor
         self.party = party
         self.timeout_s = timeout_s
+        self.redis = redis
+        self.url_prefix = url_prefix.rstrip("/")
         self._waiters: list[asyncio.Future[tuple[TrackInfo, EncodedFrame]]] = []
         self._assembler: FrameAssembler | None = None
         self._detector: FaceDetector | None = None
@@ -178,6 +184,22 @@ class SnapshotTaker:
             except FileExistsError:
                 continue
         return Snapshot(path, file_sha256(path), faces, bgr.shape[1], bgr.shape[0], taken_at)
+
+    def url(self, snapshot: Snapshot) -> str:
+        """`<url_prefix>/<session id>/<file>`: the node serves the session's snapshots folder there."""
+        return f"{self.url_prefix}/{self.session_id}/{snapshot.path.name}"
+
+    async def snapshot(self, requested_by: str = "teller") -> dict[str, Any]:
+        """For signalling's `{type: "snapshot"}`: take one, send the `snapshot` event to the session's
+        audience (if Redis was given) and return the reply's fields (url, faces, width, height)."""
+        snapshot = await self.take(requested_by)
+        event = snapshot.event(self.url(snapshot))
+        if self.redis is not None:
+            try:
+                await publish_to_session(self.redis, self.session_id, event)
+            except (RedisError, OSError):
+                log.warning("snapshot %s: event not published", self.session_id)
+        return {k: v for k, v in event.items() if k != "type"}
 
     async def close(self) -> None:
         self._fail(SnapshotFailed("the call ended before a snapshot could be taken"))

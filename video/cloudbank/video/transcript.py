@@ -13,9 +13,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from aiortc.rtp import RtpPacket
 from cloudbank.platform.events import publish_to_session
-from cloudbank.video.asr import AsrResult, ResultHandler
+from cloudbank.video.asr import AsrResult, AsrService, ResultHandler, SpeechStream
+from cloudbank.video.audio_tap import AudioTap
 from cloudbank.video.keywords import KeywordSpotter
+from cloudbank.video.packets import TrackInfo
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -107,3 +110,39 @@ class Transcript:
         vtt.write_text(self.to_vtt(), encoding="utf-8")
         js.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=2), encoding="utf-8")
         return [vtt, js]
+
+
+class TranscriptSink:
+    """A room's PacketSink for live transcription: audio tap -> one SpeechStream per talker -> Transcript.
+
+    Close it before the recording: `close()` finishes the last utterances, writes the VTT and JSON
+    files and leaves their paths in `files`, for `finish_recording(..., transcripts=sink.files)`.
+    Supervisors are not transcribed (they only listen).
+    """
+
+    def __init__(self, session_id: str, asr: AsrService, redis: Redis | None, folder: Path,
+                 spotter: KeywordSpotter | None = None, epoch: float | None = None) -> None:
+        self.transcript = Transcript(session_id, redis, folder, spotter)
+        self.asr = asr
+        self.streams: dict[str, SpeechStream] = {}
+        self.tap = AudioTap(self._sink_for, epoch)
+        self.files: list[Path] = []
+
+    def _sink_for(self, track: TrackInfo) -> SpeechStream | None:
+        if track.party not in ("customer", "teller"):
+            return None
+        if track.party not in self.streams:
+            self.streams[track.party] = self.asr.stream(self.transcript.handler(track.party))
+        return self.streams[track.party]
+
+    def on_rtp(self, track: TrackInfo, packet: RtpPacket) -> None:
+        self.tap.on_rtp(track, packet)
+
+    async def close(self) -> None:
+        await self.tap.close()
+        for stream in self.streams.values():
+            try:
+                await stream.drain()
+            finally:
+                await stream.close()
+        self.files = self.transcript.write_files()
