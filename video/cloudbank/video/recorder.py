@@ -381,6 +381,8 @@ class Recorder:
 
     def __init__(self, session_id: str, folder: Path, request_keyframe: KeyframeRequester,
                  segment_s: float = 10.0) -> None:
+        if not segment_s > 0:
+            raise ValueError(f"segment_s must be more than 0 seconds, not {segment_s}")
         self.session_id = session_id
         self.folder = folder
         self.segment_s = segment_s
