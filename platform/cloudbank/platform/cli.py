@@ -168,6 +168,13 @@ def _db_command(body: Callable[[Any], Coroutine[Any, Any, int]]) -> Command:
     return run
 
 
+async def _audit(engine: Any, action: str, subject: str, details: dict[str, Any] | None = None) -> None:
+    """Administrative commands leave a record in the audit chain like the API does."""
+    from cloudbank.platform.audit import AuditChain
+
+    await AuditChain(engine).append("cli", action, subject, details)
+
+
 async def _users_add(ctx: Any) -> int:
     from cloudbank.platform.identity import Directory
 
@@ -183,6 +190,7 @@ async def _users_add(ctx: Any) -> int:
         skills = await Catalogue(engine).default_teller_skills()
     user, password = await Directory(engine).add_user(args.name, args.role, args.display_name or "",
                                                       password, skills=skills)
+    await _audit(engine, "user.added", f"user:{user.id}", {"username": user.username, "role": user.role})
     print(f"created {user.role} {user.username} (id {user.id})")
     if not args.quiet_password:
         print(f"password: {password}")
@@ -220,6 +228,7 @@ async def _devices_enrol(ctx: Any) -> int:
     if args.create_branch:
         await directory.ensure_branch(args.branch, args.create_branch)
     code = await directory.create_enrolment_code(args.branch)
+    await _audit(engine, "device.enrolment_code", f"branch:{args.branch}")
     print(f"enrolment code for branch {args.branch}: {code}")
     return 0
 
@@ -240,6 +249,7 @@ async def _keys_rotate(ctx: Any) -> int:
     ring = KeyRing(engine)
     await ring.load()
     kid = await ring.rotate()
+    await _audit(engine, "keys.rotated", f"key:{kid}")
     print(f"new signing key {kid}; tokens signed with older keys stay valid until they expire")
     return 0
 
