@@ -24,6 +24,29 @@ from cloudbank.platform.server import build_root
 MakeServer = Callable[..., Awaitable[TestServer]]
 TELLER_PASSWORD = "teller password 123"
 
+# Reads the synthetic stamp (media_sources.stamped_luma) off a page's remote <video>, in the page;
+# [source, counter, width, height] or null.
+READ_STAMP = """() => {
+  const v = document.querySelector('[data-testid="remote-video"]');
+  if (!v || !v.videoWidth) return null;
+  const w = v.videoWidth, h = v.videoHeight;
+  const c = document.createElement('canvas'); c.width = w; c.height = h;
+  const ctx = c.getContext('2d'); ctx.drawImage(v, 0, 0, w, h);
+  const cellW = w / 16, cellH = Math.max(8, Math.floor(h / 8));
+  const rows = [0, 1].map((r) => {
+    let n = 0;
+    for (let i = 0; i < 16; i++) {
+      const d = ctx.getImageData(Math.floor((i + 0.5) * cellW), Math.floor((r + 0.5) * cellH), 1, 1).data;
+      n = (n << 1) | ((d[0] + d[1] + d[2]) / 3 > 125 ? 1 : 0);
+    }
+    return n;
+  });
+  const counter = rows[0], source = rows[1] >> 8, check = rows[1] & 0xff;
+  const expected = ((counter & 0xff) ^ (counter >> 8) ^ source ^ 0x5a) & 0xff;
+  return check === expected ? [source, counter, w, h] : null;
+}"""
+
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -102,6 +102,11 @@ class PlatformClient:
         return await self.request_url(method, self.url(path), body)
 
     async def request_url(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return (await self.exchange(method, url, body))[1]
+
+    async def exchange(self, method: str, url: str, body: dict[str, Any] | None = None,
+                       ) -> tuple[int, dict[str, Any]]:
+        """(status, decoded JSON) of a successful call; PlatformError for a refusal."""
         try:
             async with self.http.request(method, url, json=body, headers=self._headers()) as resp:
                 text = await resp.text()
@@ -112,7 +117,7 @@ class PlatformClient:
                 if resp.status >= 400:
                     raise PlatformError(resp.status, str(data.get("error", "error")),
                                         str(data.get("message", resp.reason)), data)
-                return data if isinstance(data, dict) else {"value": data}
+                return resp.status, data if isinstance(data, dict) else {"value": data}
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise PlatformError(0, "unreachable", f"{method} {url} failed: {type(exc).__name__}: {exc}") from None
 

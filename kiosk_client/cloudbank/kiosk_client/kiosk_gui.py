@@ -1,24 +1,30 @@
 """The kiosk's screen: a local web page served on loopback only, opened in the kiosk's browser.
 
 The page (kiosk_static/, plain ES modules, sharing the phone page's modules under /shared/) shows
-the cached playlist when idle, the service picker, the queue, the call, pushed forms and the
-signature pad. The device credential never leaves this process: the page calls the platform through
-`/api/...` here, which forwards an allow-listed set of customer calls with the device token. The
-events socket and the video node's signalling are reached directly (WebSockets are not bound by
-same-origin rules) with short-lived tokens this app hands out.
+the cached playlist when idle, the service picker, the queue, the call, pushed forms, the
+signature pad and the ID card as read. The device credential never leaves this process: the page
+calls the platform through `/api/...` here, which forwards an allow-listed set of customer calls
+with the device token, and reads its events through `/events`, a socket this app relays from the
+platform's. The video node's signalling is reached directly with the per-call join token (short
+lived, scoped to one session). Requests from another origin (a page elsewhere trying to use this
+kiosk's credential) are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 from cloudbank.kiosk_client import forms
 from cloudbank.kiosk_client.errors import KioskError, PlatformError, PlaylistError
 from cloudbank.kiosk_client.kiosk_app import Kiosk
+from cloudbank.platform.service import Handler
 
 STATIC = Path(__file__).parent / "kiosk_static"
 SHARED = Path(__file__).parent / "phone_static"
@@ -47,9 +53,8 @@ async def state(request: web.Request) -> web.Response:
     kiosk = _kiosk(request)
     items = [{"id": i.id, "kind": i.kind, "name": i.name, "duration_s": i.duration_s,
               "url": f"blobs/{i.sha256}"} for i in kiosk.cache.playable()]
-    ws = kiosk.client.url("ws").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    return web.json_response({"device_id": kiosk.device_id, "events_url": ws, "token": kiosk.client.token,
-                              "playlist": items, "has_id_card": kiosk.options.id_card is not None},
+    return web.json_response({"device_id": kiosk.device_id, "playlist": items,
+                              "has_id_card": kiosk.options.id_card is not None},
                              headers={"Cache-Control": "no-store"})
 
 
@@ -94,11 +99,60 @@ async def proxy(request: web.Request) -> web.Response:
             return web.json_response({"error": "bad_request", "message": "send a JSON object"}, status=400)
         body = raw
     try:
-        answer = await kiosk.client.request(request.method, path, body)
+        status, answer = await kiosk.client.exchange(request.method, kiosk.client.url(path), body)
     except PlatformError as exc:
         return web.json_response(exc.body or {"error": exc.code, "message": exc.message},
                                  status=exc.status if exc.status >= 400 else 502)
-    return web.json_response(answer)
+    return web.json_response(answer, status=status)
+
+
+async def events(request: web.Request) -> web.WebSocketResponse:
+    """Relay the kiosk's platform event stream to the page (resuming from the page's last_id)."""
+    kiosk = _kiosk(request)
+    last_id = request.query.get("last_id", "")[:64]
+    page = web.WebSocketResponse(heartbeat=20)
+    await page.prepare(request)
+    query = {"token": kiosk.client.token or ""}
+    if last_id:
+        query["last_id"] = last_id
+    url = kiosk.client.url("ws").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    try:
+        upstream = await kiosk.client.http.ws_connect(f"{url}?{urlencode(query)}", heartbeat=20)
+    except (aiohttp.ClientError, OSError) as exc:
+        await page.send_json({"type": "error", "code": "unreachable", "message": f"the platform is unreachable: {exc}"})
+        await page.close(code=1011)
+        return page
+
+    async def down() -> None:
+        async for msg in upstream:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await page.send_str(msg.data)
+        await page.close()
+
+    relay = asyncio.create_task(down())
+    try:
+        async for msg in page:
+            if msg.type == aiohttp.WSMsgType.TEXT and len(msg.data) <= 16 * 1024:
+                await upstream.send_str(msg.data)
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        await upstream.close()
+    return page
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only this page may use the kiosk's credential: refuse requests another origin makes."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return web.json_response({"error": "forbidden", "message": "cross-origin requests are refused"},
+                                 status=403)
+    response = await handler(request)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 async def index(_request: web.Request) -> web.FileResponse:
@@ -106,12 +160,13 @@ async def index(_request: web.Request) -> web.FileResponse:
 
 
 def create_gui_app(kiosk: Kiosk) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[same_origin])
     app[KIOSK] = kiosk
     app.router.add_get("/", index)
     app.router.add_get("/state.json", state)
     app.router.add_get("/blobs/{sha}", blob)
     app.router.add_get("/id-card.json", id_card)
+    app.router.add_get("/events", events)
     app.router.add_route("*", "/api/{path:.*}", proxy)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
     app.router.add_static("/shared/", SHARED, show_index=False, follow_symlinks=False)

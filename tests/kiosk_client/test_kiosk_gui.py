@@ -1,0 +1,162 @@
+"""The kiosk screen: its local server (allow-listed proxy, same-origin only, verified blobs) and the
+page in headless Chromium against the real platform and video node, with an SDK teller."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from cloudbank.kiosk_client.call import Call
+from cloudbank.kiosk_client.client import PlatformClient
+from cloudbank.kiosk_client.kiosk_app import Kiosk, KioskOptions
+from cloudbank.kiosk_client.kiosk_gui import create_gui_app
+from cloudbank.kiosk_client.media_sources import synthetic
+from cloudbank.kiosk_client.playlist import PlaylistCache, PlaylistSync
+from playwright.async_api import async_playwright, expect
+
+from .conftest import READ_STAMP, Stack, Teller, until
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+MakeServer = Callable[..., Awaitable[TestServer]]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        "--allow-loopback-in-peer-connection", "--disable-background-networking",
+        "--autoplay-policy=no-user-gesture-required"]
+
+
+def _png(color: int, size: tuple[int, int] = (160, 90)) -> bytes:
+    ok, data = cv2.imencode(".png", np.full((size[1], size[0], 3), color, dtype=np.uint8))
+    assert ok
+    return bytes(data.tobytes())
+
+
+async def _cache_playlist(aiohttp_server: MakeServer, cache: PlaylistCache, blobs: list[bytes]) -> None:
+    """Fill the kiosk's cache from a stand-in of the media platform's kiosk endpoints."""
+    items = [{"id": f"item{i}", "kind": "image", "name": f"promo {i}", "sha256": hashlib.sha256(b).hexdigest(),
+              "size": len(b), "url": f"/media/api/blobs/{hashlib.sha256(b).hexdigest()}", "duration_s": 2}
+             for i, b in enumerate(blobs)]
+    by_sha = {hashlib.sha256(b).hexdigest(): b for b in blobs}
+    app = web.Application()
+
+    async def playlist(_request: web.Request) -> web.Response:
+        return web.json_response({"playlist": {"id": "p", "version": 1, "items": items}})
+
+    app.router.add_get("/media/api/kiosk/playlist", playlist)
+
+    async def blob(request: web.Request) -> web.Response:
+        return web.Response(body=by_sha[request.match_info["sha"]])
+
+    app.router.add_get("/media/api/blobs/{sha}", blob)
+    server = await aiohttp_server(app)
+    client = PlatformClient(str(server.make_url("")).rstrip("/"), token="t")
+    await PlaylistSync(client, cache).sync()
+    await client.close()
+
+
+@pytest.fixture
+async def kiosk(stack: Stack, tmp_path: Path) -> AsyncIterator[Kiosk]:
+    card = tmp_path / "card.png"
+    card.write_bytes(_png(200, (340, 214)))
+    k = Kiosk(KioskOptions(server=stack.url, data=tmp_path / "kiosk", id_card=card, ice_addresses=("127.0.0.1",),
+                           enrol_code=await stack.directory.create_enrolment_code("demo")))
+    await k.start()
+    yield k
+    await k.close()
+
+
+async def test_proxy_allows_only_customer_calls_and_refuses_bad_bodies(
+        kiosk: Kiosk, aiohttp_client: MakeClient) -> None:
+    gui = await aiohttp_client(create_gui_app(kiosk))
+    assert (await gui.get("/api/services")).status == 200
+    for method, path in (("GET", "/api/devices"), ("POST", "/api/teller/state"), ("POST", "/api/login"),
+                         ("GET", "/api/tickets/../devices"), ("POST", "/api/sessions/x/push")):
+        resp = await gui.request(method, path, json={})
+        assert resp.status in (403, 404), (method, path)
+    bad = await gui.post("/api/tickets", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert bad.status == 400
+    assert (await gui.post("/api/tickets", json=["general"])).status == 400
+    unknown = await gui.post("/api/tickets", json={"service": "general", "x": 1})
+    assert unknown.status == 400 and "unknown field" in (await unknown.json())["message"]
+    huge = await gui.post("/api/tickets", json={"service": "s" * (2 * 1024 * 1024)})
+    assert huge.status == 413
+    cross = await gui.post("/api/tickets", json={"service": "general"}, headers={"Origin": "http://evil.example"})
+    assert cross.status == 403
+    # None of that created a ticket: the first real one goes through.
+    ok = await gui.post("/api/tickets", json={"service": "general"})
+    assert ok.status == 201, await ok.text()
+    state = await (await gui.get("/state.json")).json()
+    assert "token" not in state and state["device_id"] == kiosk.device_id
+    for path in ("/blobs/../device.json", "/blobs/" + "0" * 64, "/blobs/device.json", "/static/../device.json"):
+        assert (await gui.get(path)).status in (403, 404), path
+    card = await gui.get("/id-card.json")
+    assert card.status == 200 and (await card.json())["data_url"].startswith("data:image/png;base64,")
+
+
+@pytest.mark.slow
+async def test_kiosk_screen_idle_playlist_then_a_call(
+        stack: Stack, teller: Teller, kiosk: Kiosk, aiohttp_server: MakeServer) -> None:
+    await _cache_playlist(aiohttp_server, kiosk.cache, [_png(30), _png(220)])
+    gui = await aiohttp_server(create_gui_app(kiosk))
+    call = None
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        context = await browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True,
+                                            permissions=["camera", "microphone"])
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            await page.goto(str(gui.make_url("/")))
+            # Idle: the cached playlist plays, item after item, from the verified cache.
+            item = page.get_by_test_id("playlist-item")
+            await expect(item).to_have_attribute("data-item", "item0")
+            assert await item.evaluate("(img) => img.complete && img.naturalWidth") == 160
+            await expect(item).to_have_attribute("data-item", "item1", timeout=5000)
+
+            await page.get_by_test_id("start").tap()
+            await page.get_by_test_id("service-general").tap()
+            await expect(page.get_by_test_id("screen-wait")).to_be_visible()
+            await expect(page.get_by_test_id("queue-position")).not_to_have_text("-")
+
+            session_id, grant = await teller.accept_next(timeout=30)
+            call = Call(grant, synthetic(44), ice_addresses=["127.0.0.1"])
+            await call.join()
+            await expect(page.get_by_test_id("call-state")).to_have_text("connected", timeout=20_000)
+            await call.wait_for(lambda: call.remote.frames["video"] >= 15, 30)
+            stamp = None
+            for _ in range(100):
+                stamp = await page.evaluate(READ_STAMP)
+                if stamp:
+                    break
+                await page.wait_for_timeout(50)
+            assert stamp is not None and stamp[0] == 44
+
+            await page.get_by_test_id("read-id-card").tap()
+            await expect(page.get_by_test_id("id-card-preview")).to_be_visible()
+
+            await teller.push(session_id, {"kind": "form", "title": "Confirm", "fields": [
+                {"name": "amount", "label": "Amount", "value": "100", "required": True}]})
+            await page.get_by_test_id("push-confirm").tap()
+            await until(lambda: bool(teller.of_type("push.response")), what="the form answer")
+            assert teller.of_type("push.response")[0]["values"] == {"amount": "100"}
+
+            await page.get_by_test_id("hang-up").tap()
+            await expect(page.get_by_test_id("screen-done")).to_be_visible()
+            await until(lambda: bool(teller.of_type("session.ended")), what="the teller hearing the hang-up")
+            await page.get_by_test_id("done").tap()
+            await expect(page.get_by_test_id("screen-idle")).to_be_visible()
+            assert errors == []
+        finally:
+            await context.close()
+            await browser.close()
+            if call is not None:
+                await call.leave()
+                call.sources.stop()
