@@ -14,7 +14,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -188,19 +187,17 @@ def _player(file: str, fmt: str | None = None, options: dict[str, str] | None = 
 def open_sources(*, camera: str | None = None, video_file: Path | None = None,
                  audio_file: Path | None = None, microphone: str | None = None,
                  synthetic_source: int = 1, size: str = "640x480", fps: int = 15) -> MediaSources:
-    """Open what the options name; anything not named falls back to the synthetic source.
+    """Open what the options name; anything not named is synthetic (stamped video, a tone).
 
     `camera` is a v4l2 device (/dev/video0); `microphone` an ALSA device ("default", "hw:0") or
     "pulse" for PulseAudio's default source. Files loop so a kiosk demo never runs dry.
     """
     if camera and video_file:
         raise KioskError("choose either a camera or a video file, not both")
-    fallback = synthetic(synthetic_source)
     players: list[MediaPlayer] = []
     description: dict[str, str] = {}
-    video: MediaStreamTrack | None = fallback.video
-    audio: MediaStreamTrack | None = fallback.audio
-    description.update(fallback.description)
+    video: MediaStreamTrack | None = None
+    audio: MediaStreamTrack | None = None
     if camera:
         player = _player(camera, "v4l2", {"video_size": size, "framerate": str(fps)})
         players.append(player)
@@ -220,12 +217,13 @@ def open_sources(*, camera: str | None = None, video_file: Path | None = None,
         player = _player("default" if microphone == "pulse" else microphone, fmt)
         players.append(player)
         audio, description["audio"] = player.audio, f"{fmt} {microphone}"
-    if video is None:
+    if players and video is None and (camera or video_file):
         raise KioskError("the video source has no video stream")
-    if audio is None:
+    if players and audio is None and (audio_file or microphone):
         raise KioskError("the audio source has no audio stream")
+    if video is None:
+        video = StampedVideoTrack(synthetic_source)
+        description["video"] = f"synthetic stamped source {synthetic_source}"
+    if audio is None:
+        audio, description["audio"] = ToneAudioTrack(), "tone 440 Hz"
     return MediaSources(audio, video, players, description)
-
-
-def frame_info(frame: Any) -> str:
-    return f"{getattr(frame, 'width', '?')}x{getattr(frame, 'height', '?')} pts={getattr(frame, 'pts', '?')}"
