@@ -13,9 +13,11 @@ from aiohttp.test_utils import TestServer
 from cloudbank.kiosk_client.client import DeviceStatus, PlatformClient
 from cloudbank.kiosk_client.errors import PlatformError
 from cloudbank.platform import events
+from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine
+from cloudbank.platform.seed import seed_services
 from cloudbank.platform.server import build_root
 from redis.asyncio import Redis
 
@@ -157,3 +159,23 @@ async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_phone_customer_books_the_offered_call_back(aiohttp_server: MakeServer, config: Config) -> None:
+    cfg = config.with_(callback_threshold_s=1.0)
+    srv = await aiohttp_server(build_root(cfg, ["platform"]))
+    engine = create_engine(cfg.effective_database_url)
+    await seed_services(Catalogue(engine))
+    await engine.dispose()
+    async with PlatformClient(str(srv.make_url("")).rstrip("/")) as client:
+        challenge = await client.phone_start("+821055554444")
+        code = re.findall(r"(\d{6})$", (cfg.data / "otp.log").read_text().strip().splitlines()[-1])[0]
+        await client.phone_verify(challenge, code)
+        ticket = await client.create_ticket("general")
+        assert ticket["channel"] == "phone" and ticket.get("callback_offer")
+        with pytest.raises(PlatformError) as someone_else:
+            await client.request_callback("000000000001-" + "0" * 24)
+        assert someone_else.value.status == 404
+        booked = await client.request_callback(ticket["id"])
+        assert booked["ticket"]["state"] == "callback"
+        assert (await client.ticket(ticket["id"]))["state"] == "callback"
