@@ -167,7 +167,8 @@ class RecognizerPool:
         self.factory = factory
         self.executor = executor
         self.size = size
-        self.max_size = max(size, max_size if max_size is not None else size * 2)
+        # At least one, or a pool of size 0 would make every speaker wait forever.
+        self.max_size = max(size, 1, max_size if max_size is not None else size * 2)
         self.warm_s = warm_s
         self.created = 0
         self._idle: list[Recognizer] = []
