@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cloudbank.kiosk_client.call import Call
+from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.media_sources import synthetic
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -181,3 +182,17 @@ async def test_phone_can_leave_the_queue_and_book_a_call_back(
     await expect(page.get_by_test_id("screen-done")).to_be_visible()
     await expect(page.get_by_test_id("done-message")).to_contain_text("call you back")
     assert errors == []
+
+
+async def test_the_page_is_served_under_a_strict_policy(stack: Stack) -> None:
+    async with PlatformClient(stack.url) as client:
+        async with client.http.get(stack.url + "/phone/") as resp:
+            assert resp.status == 200
+            policy = resp.headers["Content-Security-Policy"]
+            html = await resp.text()
+        async with client.http.get(stack.url + "/phone/static/js/phone.js") as js:
+            assert js.status == 200 and "javascript" in js.headers["Content-Type"]
+        async with client.http.get(stack.url + "/phone/static/../phone_app.py") as trick:
+            assert trick.status in (403, 404)
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "<script>" not in html and 'style="' not in html
