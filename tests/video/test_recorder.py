@@ -243,6 +243,25 @@ async def test_h264_goes_into_matroska(config: Config, stamps: Any) -> None:
     assert decoded_stamps([segment], read_stamp) == list(range(20))
 
 
+async def test_a_rejoin_records_the_new_track_beside_the_old_one(config: Config, video_sender: Any,
+                                                                 stamps: Any) -> None:
+    stamp_image, read_stamp = stamps
+    folder = recording_folder(config, "rejoin")
+    (folder / "customer-video-0001.webm").parent.mkdir(parents=True)
+    (folder / "customer-video-0001.webm").write_bytes(b"left by an earlier node")
+    first, second = video_sender(ssrc=1), video_sender(ssrc=2, seq=7)
+    recorder = Recorder("rejoin", folder, first.request_keyframe, segment_s=60)
+    for sender, frames in ((first, range(0, 10)), (second, range(10, 20))):
+        for i in frames:
+            for packet in sender.frame_packets(stamp_image(i)):
+                recorder.on_rtp(sender.track, packet)
+    await recorder.close()
+    names = sorted(p.name for p in recorder.segments())
+    assert names == ["customer-video-0002.webm", "customer-video-r2-0001.webm"]
+    assert (folder / "customer-video-0001.webm").read_bytes() == b"left by an earlier node"
+    assert decoded_stamps(recorder.segments(), read_stamp) == list(range(20))
+
+
 def test_recording_folder_refuses_path_tricks(config: Config) -> None:
     assert recording_folder(config, "abc-1_2") == config.data / "recordings" / "abc-1_2"
     for bad in ("../x", "a/b", "", ".", "x" * 65, "a\x00", "/etc"):

@@ -4,7 +4,8 @@
                          └─ queue ── writer thread ── TrackWriter (per party and kind) ── segment files
 
 Each track (one party's audio or video) is written to its own series of files of about
-`segment_s` seconds: `<party>-<kind>-<n>.webm` (VP8, Opus), `.mkv` (H.264: WebM cannot hold it).
+`segment_s` seconds: `<party>-<kind>[-r<k>]-<n>.webm` (VP8, Opus; `-r<k>`: the k-th track of that
+party and kind, after a rejoin) or `.mkv` (H.264: WebM cannot hold it).
 A segment is written as `.part` and renamed when it is closed, so a crash loses at most the open
 segment and every `.webm`/`.mkv` is complete. Video segments
 start on a keyframe: when a segment is due the writer asks the party's sender for one (PLI) and
@@ -279,9 +280,10 @@ class TrackWriter:
     """Writes one track's frames into rotating WebM segments; runs on the writer thread only."""
 
     def __init__(self, info: TrackInfo, folder: Path, segment_s: float, epoch: float,
-                 request_keyframe: Callable[[], None]) -> None:
+                 request_keyframe: Callable[[], None], name: str = "") -> None:
         self.info = info
         self.folder = folder
+        self.name = name or f"{info.party}-{info.kind}"
         self.segment_ticks = max(1, int(segment_s * info.clock_rate))
         self.epoch = epoch
         self.request_keyframe = request_keyframe
@@ -330,7 +332,12 @@ class TrackWriter:
         index = len(self.record.segments) + 1
         h264 = self.info.mime_type.lower() == "video/h264"
         # WebM holds VP8 and Opus only; H.264 goes into its parent format, Matroska.
-        name = f"{self.info.party}-{self.info.kind}-{index:04d}.{'mkv' if h264 else 'webm'}"
+        ext = "mkv" if h264 else "webm"
+        while True:  # never overwrite a file (another node may have recorded this session before)
+            name = f"{self.name}-{index:04d}.{ext}"
+            if not (self.folder / name).exists() and not (self.folder / (name + ".part")).exists():
+                break
+            index += 1
         self._part = self.folder / (name + ".part")
         self._container = av.open(str(self._part), "w", format="matroska" if h264 else "webm")
         if self.video:
@@ -457,8 +464,11 @@ class Recorder:
             key, track, frames = item
             writer = self._writers.get(key)
             if writer is None:
+                # A party that rejoins sends new tracks (new SSRC): their files get -r2, -r3, ...
+                n = 1 + sum(1 for k in self._writers if k[:2] == key[:2])
+                name = f"{track.party}-{track.kind}" + (f"-r{n}" if n > 1 else "")
                 writer = TrackWriter(track, self.folder, self.segment_s, self.started_at,
-                                     self._ask_from_thread(track.party))
+                                     self._ask_from_thread(track.party), name)
                 self._writers[key] = writer
             for frame in frames:
                 try:
