@@ -13,7 +13,7 @@ import pytest
 from cloudbank.kiosk_client import forms
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient, VideoGrant
-from cloudbank.kiosk_client.errors import KioskError, PlatformError
+from cloudbank.kiosk_client.errors import CallError, KioskError, PlatformError
 from cloudbank.kiosk_client.media_sources import synthetic
 
 from .conftest import Stack, Teller, until
@@ -124,6 +124,29 @@ async def test_kiosk_and_teller_call_with_forms_signature_and_rejoin(stack: Stac
                 await call.leave()
         kiosk_media.stop()
         teller_media.stop()
+        await stream.close()
+        task.cancel()
+        await kiosk.close()
+
+
+async def test_a_bad_or_foreign_join_token_is_refused(stack: Stack, teller: Teller) -> None:
+    kiosk, _events, (stream, task) = await _kiosk(stack)
+    media = synthetic(KIOSK_SOURCE)
+    try:
+        await kiosk.create_ticket("general")
+        session_id, teller_grant = await teller.accept_next()
+        forged = VideoGrant(teller_grant.url, teller_grant.token[:-4] + "AAAA")
+        with pytest.raises(CallError, match="refused"):
+            await Call(forged, media, ice_addresses=["127.0.0.1"], connect_timeout_s=5).join()
+        with pytest.raises(CallError, match="refused"):
+            await Call(VideoGrant(teller_grant.url, kiosk.token or ""), media, connect_timeout_s=5).join()
+        # The session is untouched: the real customer can still join it.
+        call = await Call.for_session(kiosk, session_id, media, ice_addresses=["127.0.0.1"])
+        await call.join()
+        assert call.state == "connected"
+        await call.leave()
+    finally:
+        media.stop()
         await stream.close()
         task.cancel()
         await kiosk.close()

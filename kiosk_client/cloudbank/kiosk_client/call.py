@@ -262,7 +262,11 @@ class Call:
             if not self.auto_rejoin or self.rejoins >= self.max_rejoins:
                 await self._set_state("failed")
                 return
-            await self.rejoin()
+            try:
+                await self.rejoin()
+            except CallError as exc:
+                log.warning("call: giving up: %s", exc)   # state is "failed"; the owner decides
+                return
 
     async def rejoin(self, grant: VideoGrant | None = None) -> None:
         """Drop the current connection and join again (a fresh token when one can be had)."""
