@@ -188,7 +188,9 @@ async def seat(config: Config) -> AsyncIterator[Seat]:
     port = free_port()
     config = config.with_(port=port, login_max_failures=3, login_lockout_s=60)
     people = await add_people(config)
-    runner = web.AppRunner(build_root(config, ["platform", "video", "seat"]), access_log=None)
+    # A short shutdown: open WebSockets (events, signalling) must not hold the test's teardown.
+    runner = web.AppRunner(build_root(config, ["platform", "video", "seat"]), access_log=None,
+                           shutdown_timeout=3.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
@@ -205,7 +207,7 @@ async def kiosk(seat: Seat) -> AsyncIterator[Kiosk]:
     k = Kiosk(client)
     await k.stream.wait_connected()
     yield k
-    await k.close()
+    await asyncio.wait_for(k.close(), 15)
 
 
 @pytest.fixture

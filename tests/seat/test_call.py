@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-pytestmark = pytest.mark.slow
+# Each browser test takes seconds; a hang must not eat the suite.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 async def test_a_whole_call_from_ready_to_ready(seat: Any, page: Page, second_page: Page, kiosk: Any,

@@ -11,7 +11,8 @@ from cloudbank.platform.records import create_engine
 from cloudbank.platform.tokens import KeyRing
 from playwright.async_api import Page, expect
 
-pytestmark = pytest.mark.slow
+# Each browser test takes seconds; a hang must not eat the suite.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 async def stored_auth(page: Page) -> object:

@@ -58,6 +58,7 @@ export default {
   "reason.meeting": "Meeting",
   "reason.training": "Training",
   "reason.admin": "Paperwork",
+  "reason.declined": "Declined a call",
   "reason.ring_no_answer": "Missed a call",
 
   "offer.title": "Incoming call",

@@ -58,6 +58,7 @@ export default {
   "reason.meeting": "会议",
   "reason.training": "培训",
   "reason.admin": "文书工作",
+  "reason.declined": "拒接来电",
   "reason.ring_no_answer": "未接来电",
 
   "offer.title": "来电",

@@ -14,6 +14,7 @@ import { CallScreen } from "./call.js";
 import { WrapupScreen } from "./wrapup.js";
 import { SupervisorScreen } from "./supervisor.js";
 
+const HOME_REFRESH_MS = 3000;
 const CALL_HASH = /^#\/call\/([A-Za-z0-9_.:-]{1,80})$/;
 
 class SeatApp {
@@ -209,6 +210,11 @@ class SeatApp {
     const home = this.screen instanceof HomeScreen ? this.screen
       : new HomeScreen(this.root, { onState: (s, r) => this.changeState(s, r), onResume: (s) => this.resumeCall({ session: s, phase: "call" }) });
     this.setScreen(home);
+    // Queue lengths change without an event to the teller: refresh them while home is shown.
+    clearInterval(this.homePoll);
+    this.homePoll = setInterval(() => {
+      if (this.screen === home) this.refreshHome(); else clearInterval(this.homePoll);
+    }, HOME_REFRESH_MS);
     await this.refreshHome();
   }
 
