@@ -266,7 +266,8 @@ def _load_benches() -> None:
     """Benchmarks live beside the code they measure; each module registers itself."""
     import importlib
 
-    for module in ("cloudbank.platform.bench_acd", "cloudbank.video.bench_media", "cloudbank.video.bench_asr"):
+    for module in ("cloudbank.platform.bench_acd", "cloudbank.video.bench_media", "cloudbank.video.bench_asr",
+                   "cloudbank.kiosk_client.bench_kiosks"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
