@@ -19,6 +19,8 @@ from cloudbank.kiosk_client.kiosk_app import Kiosk, KioskOptions
 from cloudbank.kiosk_client.kiosk_gui import create_gui_app
 from cloudbank.kiosk_client.media_sources import synthetic
 from cloudbank.kiosk_client.playlist import PlaylistCache, PlaylistSync
+from cloudbank.platform import events
+from cloudbank.platform.service import redis_client
 from playwright.async_api import async_playwright, expect
 
 from .conftest import READ_STAMP, Stack, Teller, until
@@ -160,3 +162,40 @@ async def test_kiosk_screen_idle_playlist_then_a_call(
             if call is not None:
                 await call.leave()
                 call.sources.stop()
+
+
+async def test_events_relay_resumes_and_refuses_other_origins(
+        kiosk: Kiosk, aiohttp_client: MakeClient, stack: Stack) -> None:
+    gui = await aiohttp_client(create_gui_app(kiosk))
+    refused = await gui.get("/events", headers={"Origin": "http://evil.example"})
+    assert refused.status == 403
+    redis = redis_client(stack.config.redis_url or "")
+    try:
+        ws = await gui.ws_connect("/events")
+        hello = await ws.receive_json(timeout=10)
+        assert hello["type"] == "hello"
+        await events.publish(redis, f"device:{kiosk.device_id}", {"type": "ticket.update", "n": 1})
+        first = await ws.receive_json(timeout=10)
+        assert first["n"] == 1
+        await ws.close()
+        await events.publish(redis, f"device:{kiosk.device_id}", {"type": "ticket.update", "n": 2})
+        again = await gui.ws_connect(f"/events?last_id={first['id']}")
+        assert (await again.receive_json(timeout=10))["type"] == "hello"
+        assert (await again.receive_json(timeout=10))["n"] == 2
+        await again.close()
+    finally:
+        await redis.aclose()
+
+
+async def test_id_card_errors_are_clear(kiosk: Kiosk, aiohttp_client: MakeClient) -> None:
+    gui = await aiohttp_client(create_gui_app(kiosk))
+    assert kiosk.options.id_card is not None
+    kiosk.options.id_card.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (300 * 1024))
+    too_big = await gui.get("/id-card.json")
+    assert too_big.status == 409 and "at most" in (await too_big.json())["message"]
+    kiosk.options.id_card.unlink()
+    missing = await gui.get("/id-card.json")
+    assert missing.status == 409 and "cannot read" in (await missing.json())["message"]
+    # The heartbeat reports the reader's trouble.
+    assert kiosk.heartbeat is not None
+    assert kiosk.heartbeat.status().details == {"id_card_reader": f"{kiosk.options.id_card} is missing"}
