@@ -103,6 +103,7 @@ class Kiosk:
         self.device_id = ""
         self.call: Call | None = None
         self.steps: list[str] = []
+        self.ice_addresses: tuple[str, ...] = options.ice_addresses
 
     def step(self, text: str) -> None:
         line = f"kiosk: {text}"
@@ -111,16 +112,17 @@ class Kiosk:
         if self.on_step is not None:
             self.on_step(line)
 
-    @property
-    def ice_addresses(self) -> tuple[str, ...]:
-        if self.options.ice_addresses:
-            return self.options.ice_addresses
-        return ("127.0.0.1",) if loopback_server(self.options.server) else ()
+    async def _choose_ice_addresses(self) -> None:
+        """Loopback only when the server is on loopback (its video node then gathers only there)."""
+        if not self.ice_addresses:
+            on_loopback = await asyncio.to_thread(loopback_server, self.options.server)  # may resolve a name
+            self.ice_addresses = ("127.0.0.1",) if on_loopback else ()
 
     # -- start-up -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._credential()
+        await self._choose_ice_addresses()
         self.sources = open_sources(camera=self.options.camera, video_file=self.options.video,
                                     audio_file=self.options.audio, microphone=self.options.microphone,
                                     synthetic_source=self.options.synthetic_source)
