@@ -147,6 +147,14 @@ async def test_phone_call_with_a_teller_both_sides_decode_video(
         assert teller.of_type("push.response")[1]["signature_sha256"]
         await expect(page.get_by_test_id("push-overlay")).to_be_hidden()
 
+        # The phone's signalling drops: the page rejoins with a fresh token and media flows again.
+        frames_before = call.remote.frames["video"]
+        await page.evaluate("() => window.cloudbankPhone.call.ws.close()")
+        await page.wait_for_function("() => window.cloudbankPhone.call.rejoins === 1")
+        await expect(page.get_by_test_id("call-state")).to_have_text("connected", timeout=20_000)
+        await call.wait_for(lambda: call.remote.frames["video"] > frames_before + 20, 30)
+        assert call.state == "connected" and call.rejoins == 0   # the teller's side never noticed
+
         await teller.client.request("POST", f"sessions/{session_id}/end")
         await expect(page.get_by_test_id("screen-done")).to_be_visible()
     finally:
