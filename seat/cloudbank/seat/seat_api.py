@@ -1,5 +1,6 @@
 """Read-only lookups the console needs and the platform API does not offer (mounted at
-/seat/api/): the live calls a supervisor may monitor, and branch names for offers.
+/seat/api/): the live calls a supervisor may monitor, the authorisation requests waiting for a
+decision, and branch names for offers.
 
 They read the shared records database with the caller's platform token; nothing here changes
 state. If the platform grows equivalents (e.g. `GET /api/sessions?state=live`), the console can
@@ -15,12 +16,16 @@ import sqlalchemy as sa
 from aiohttp import web
 from cloudbank.platform.errors import Forbidden
 from cloudbank.platform.records import branches, sessions, users
-from cloudbank.platform.service import ENGINE, authenticate
+from cloudbank.platform.service import ENGINE, REDIS, authenticate
 
 routes = web.RouteTableDef()
 
 LIVE = ("connecting", "active", "on_hold")
 MAX_CALLS = 500
+# Pending requests are few; the scan is bounded so a big keyspace cannot stall the request.
+AUTHZ_SCAN_COUNT = 500
+AUTHZ_SCAN_ROUNDS = 20
+MAX_AUTHORISATIONS = 200
 
 
 def channel_of(customer: str) -> str:
@@ -28,22 +33,29 @@ def channel_of(customer: str) -> str:
     return "kiosk" if customer.startswith("device:") else "phone" if customer.startswith("phone:") else "?"
 
 
+async def overseen_queues(request: web.Request) -> tuple[str, list[str]]:
+    """(role, queues) of the calling supervisor or admin; no queues means all of them."""
+    claims = await authenticate(request, roles=("supervisor", "admin"))
+    async with request.app[ENGINE].connect() as conn:
+        me = (await conn.execute(sa.select(users.c.queues, users.c.disabled).where(users.c.id == claims.sub))).first()
+    if me is None or me.disabled:
+        raise Forbidden("this account is disabled")
+    queues: list[str] = json.loads(me.queues or "[]") if claims.role == "supervisor" else []
+    return claims.role, queues
+
+
 @routes.get("/api/calls")
 async def live_calls(request: web.Request) -> web.Response:
     """Calls in progress in the queues the supervisor oversees (all when they oversee none)."""
-    claims = await authenticate(request, roles=("supervisor", "admin"))
+    _, queues = await overseen_queues(request)
     engine = request.app[ENGINE]
     async with engine.connect() as conn:
-        me = (await conn.execute(sa.select(users.c.queues, users.c.disabled).where(users.c.id == claims.sub))).first()
-        if me is None or me.disabled:
-            raise Forbidden("this account is disabled")
-        queues: list[str] = json.loads(me.queues or "[]")
         query = (sa.select(sessions.c.id, sessions.c.service, sessions.c.state, sessions.c.customer,
                            sessions.c.teller_id, sessions.c.created_at, users.c.display_name)
                  .select_from(sessions.outerjoin(users, users.c.id == sessions.c.teller_id))
                  .where(sessions.c.state.in_(LIVE))
                  .order_by(sessions.c.created_at).limit(MAX_CALLS))
-        if queues and claims.role == "supervisor":
+        if queues:
             query = query.where(sessions.c.service.in_(queues))
         rows = (await conn.execute(query)).all()
     calls: list[dict[str, Any]] = [
@@ -60,3 +72,32 @@ async def branch_names(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
         rows = (await conn.execute(sa.select(branches.c.id, branches.c.name).order_by(branches.c.id))).all()
     return web.json_response({"branches": {r.id: r.name for r in rows}}, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/api/authorisations")
+async def pending_authorisations(request: web.Request) -> web.Response:
+    """Authorisation requests still waiting for a decision in the queues the supervisor oversees.
+
+    The platform keeps them in Redis (`authz:<id>`, JSON, with a TTL); its `authorisation.request`
+    event loses the request's `id` to the event stream's own `id`, so the console lists them here.
+    """
+    _, queues = await overseen_queues(request)
+    redis = request.app[REDIS]
+    found: list[dict[str, Any]] = []
+    cursor = 0
+    for _ in range(AUTHZ_SCAN_ROUNDS):
+        cursor, keys = await redis.scan(cursor, match="authz:*", count=AUTHZ_SCAN_COUNT)
+        names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+        names = [k for k in names if k.count(":") == 1]  # not authz:<id>:decided
+        for raw in await redis.mget(names) if names else []:
+            try:
+                item = json.loads(raw) if raw else None
+            except ValueError:
+                continue
+            if (isinstance(item, dict) and item.get("state") == "pending"
+                    and (not queues or item.get("service") in queues)):
+                found.append({k: item.get(k) for k in ("id", "session_id", "service", "teller_id", "reason", "at")})
+        if cursor == 0 or len(found) >= MAX_AUTHORISATIONS:
+            break
+    found.sort(key=lambda a: float(a.get("at") or 0))
+    return web.json_response({"authorisations": found[:MAX_AUTHORISATIONS]}, headers={"Cache-Control": "no-store"})

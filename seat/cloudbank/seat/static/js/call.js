@@ -89,7 +89,14 @@ export class CallScreen {
     if (this.ended) return;
     this.stream = media.stream;
     if (media.error) this.note(t("call.camera_missing", { message: media.error }), "warn");
-    if (this.stream) this.local.srcObject = this.stream;
+    if (this.stream) {
+      this.local.srcObject = this.stream;
+      // Mute or camera-off pressed while the devices were opening still applies.
+      const muted = this.muteBtn.getAttribute("aria-pressed") === "true";
+      const camOff = this.camBtn.getAttribute("aria-pressed") === "true";
+      for (const tr of this.stream.getAudioTracks()) tr.enabled = !muted;
+      for (const tr of this.stream.getVideoTracks()) tr.enabled = !camOff;
+    }
     this.remoteStream = new MediaStream();
     this.remote.srcObject = this.remoteStream;
     this.link = new VideoLink({

@@ -44,6 +44,7 @@ export class SupervisorScreen {
       this.show(await this.api.get("wallboard"));
       this.calls = (await this.seatApi.get("calls")).calls || [];
       this.showCalls();
+      await this.refreshAuths();
       this.error.textContent = "";
     } catch (err) {
       this.error.textContent = t("error.generic", { message: err.message });
@@ -69,8 +70,6 @@ export class SupervisorScreen {
   show(board) {
     this.board = board;
     renderWallboard(this.boardEl, board);
-    for (const a of board.authorisations || board.pending_authorisations || []) this.addAuth(a, false);
-    this.renderAuths();
   }
 
   showCalls() {
@@ -132,35 +131,51 @@ export class SupervisorScreen {
     this.monitorEl.replaceChildren();
   }
 
-  addAuth(a, render = true) {
-    const id = a.authorisation_id || a.id;
-    if (!id || a.state === "granted" || a.state === "refused") return;
-    if (!this.auths.has(id)) this.auths.set(id, a);
-    if (render) this.renderAuths();
+  /** The pending requests from the seat server (decided ones drop out; new ones are added). */
+  async refreshAuths() {
+    const pending = (await this.seatApi.get("authorisations")).authorisations || [];
+    const ids = new Set(pending.map((a) => a.id));
+    for (const id of [...this.auths.keys()]) if (!ids.has(id)) this.auths.delete(id);
+    for (const a of pending) this.addAuth(a);
+    this.renderAuths();
+  }
+
+  /** Add a pending request (once): its row is built once, so a reason being typed survives updates. */
+  addAuth(a) {
+    const id = a.id;
+    if (!id || a.state === "granted" || a.state === "refused" || this.auths.has(id)) return;
+    this.auths.set(id, this.authRow(id, a));
+    this.renderAuths();
   }
 
   renderAuths() {
     if (!this.auths.size) { fill(this.authEl, h("p", { class: "muted" }, t("sup.no_auths"))); return; }
-    fill(this.authEl, h("ul", { class: "auths" }, [...this.auths.entries()].map(([id, a]) => {
-      const reason = h("input", { id: `auth-reason-${id}`, testid: `auth-reason-${id}`, maxlength: "500" });
-      const error = h("span", { class: "form-error", role: "alert" });
-      const decide = async (grant) => {
-        if (!reason.value.trim()) { error.textContent = t("sup.reason_needed"); reason.focus(); return; }
-        try {
-          await this.api.post(`authorisations/${encodeURIComponent(id)}`, { grant, reason: reason.value.trim() });
-          this.auths.delete(id);
-          this.renderAuths();
-        } catch (err) {
-          error.textContent = t("error.generic", { message: err.message });
-        }
-      };
-      return h("li", { "data-authorisation": id, testid: `auth-${id}` },
-        h("p", {}, h("strong", {}, this.tellerName(a.teller_id)), ` (${a.service || ""}) — `, a.reason || ""),
-        h("label", { class: "field inline", for: `auth-reason-${id}` }, h("span", {}, t("sup.reason")), reason),
-        h("button", { type: "button", class: "primary", testid: `auth-grant-${id}`, onclick: () => decide(true) }, t("sup.grant")),
-        h("button", { type: "button", testid: `auth-refuse-${id}`, onclick: () => decide(false) }, t("sup.refuse")),
-        error);
-    })));
+    let list = this.authEl.querySelector("ul.auths");
+    if (!list) { list = h("ul", { class: "auths" }); fill(this.authEl, list); }
+    for (const li of list.children) if (!this.auths.has(li.dataset.authorisation)) li.remove();
+    for (const li of this.auths.values()) if (li.parentElement !== list) list.append(li);
+  }
+
+  authRow(id, a) {
+    const reason = h("input", { id: `auth-reason-${id}`, testid: `auth-reason-${id}`, maxlength: "500" });
+    const error = h("span", { class: "form-error", role: "alert" });
+    const decide = async (grant) => {
+      error.textContent = "";
+      if (!reason.value.trim()) { error.textContent = t("sup.reason_needed"); reason.focus(); return; }
+      try {
+        await this.api.post(`authorisations/${encodeURIComponent(id)}`, { grant, reason: reason.value.trim() });
+        this.auths.delete(id);
+        this.renderAuths();
+      } catch (err) {
+        error.textContent = t("error.generic", { message: err.message });
+      }
+    };
+    return h("li", { "data-authorisation": id, testid: `auth-${id}` },
+      h("p", {}, h("strong", { class: "auth-teller" }, this.tellerName(a.teller_id)), ` (${a.service || ""}) — `, a.reason || ""),
+      h("label", { class: "field inline", for: `auth-reason-${id}` }, h("span", {}, t("sup.reason")), reason),
+      h("button", { type: "button", class: "primary", testid: `auth-grant-${id}`, onclick: () => decide(true) }, t("sup.grant")),
+      h("button", { type: "button", testid: `auth-refuse-${id}`, onclick: () => decide(false) }, t("sup.refuse")),
+      error);
   }
 
   tellerName(id) {
@@ -169,7 +184,8 @@ export class SupervisorScreen {
   }
 
   event(ev) {
-    if (ev.type === "authorisation.request") this.addAuth(ev);
+    // The event's own `id` is its stream position, not the request's: fetch the list instead.
+    if (ev.type === "authorisation.request") this.refreshAuths().catch(() => {});
     else if (ev.type === "session.ended" && this.monitor && this.monitor.sessionId === ev.session_id) {
       this.stopMonitor();
       this.refresh();
