@@ -1,0 +1,138 @@
+"""ICE for the video node: which addresses it gathers on, which remote addresses it will talk to,
+and the STUN/TURN servers clients are told to use.
+
+aioice gathers on every interface except loopback and offers no per-connection switch, and it
+pairs any remote candidate it is given. Both are fixed here per connection through aioice
+internals (pinned with aiortc==1.16.0 / aioice 0.13; `tests/video/test_ice.py` fails loudly when a
+hook moves):
+
+- `Connection.gather_candidates` is replaced on the node's connection so it binds only the
+  configured addresses (loopback included; all interfaces only for a wildcard address);
+- `Connection.add_remote_candidate` (signalled candidates, from the SDP or trickled) and
+  `Connection.check_incoming` (peer-reflexive candidates learnt from incoming checks) drop
+  addresses outside the allowed networks and every mDNS name, so no client can make the node
+  send packets to an arbitrary internal host.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCPeerConnection
+from cloudbank.platform.config import Config
+from cloudbank.video.errors import AiortcIncompatible
+
+log = logging.getLogger("cloudbank.video.ice")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def gather_addresses(config: Config) -> list[str]:
+    """The addresses the node gathers host candidates on: configured, else the bind host."""
+    if config.ice_addresses:
+        return list(config.ice_addresses)
+    return [config.host]
+
+
+def allowed_networks(config: Config) -> list[Network]:
+    return [ipaddress.ip_network(n, strict=False) for n in config.ice_allowed_networks]
+
+
+def address_allowed(host: str, networks: Sequence[Network]) -> bool:
+    """True when `host` is a literal IP inside one of `networks` (names, mDNS included, are not)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+def _connection_of(pc: RTCPeerConnection) -> Any:
+    """The aioice Connection behind the (single, max-bundle) ICE transport of `pc`."""
+    transceivers = pc.getTransceivers()
+    if not transceivers:
+        raise ValueError("add the transceivers before restricting ICE")
+    try:
+        return transceivers[0].receiver.transport.transport.iceGatherer._connection
+    except AttributeError as exc:
+        raise AiortcIncompatible(f"cannot reach the aioice connection ({exc})") from None
+
+
+def restrict_ice(pc: RTCPeerConnection, addresses: Iterable[str], networks: Sequence[Network]) -> None:
+    """Gather only on `addresses`; ignore remote candidates outside `networks`.
+
+    Call after the transceivers exist (the node uses max-bundle: one ICE transport) and before
+    `setRemoteDescription`/`setLocalDescription`.
+    """
+    conn = _connection_of(pc)
+    for name in ("gather_candidates", "add_remote_candidate", "check_incoming", "get_component_candidates",
+                 "_components", "_local_candidates", "_local_candidates_start", "_local_candidates_end"):
+        if not hasattr(conn, name):
+            raise AiortcIncompatible(f"aioice Connection has no {name}: ice.py needs updating")
+    wanted = list(addresses)
+    original_add = conn.add_remote_candidate
+    original_check = conn.check_incoming
+
+    async def gather_candidates() -> None:
+        # Mirrors aioice's own method, with our addresses instead of get_host_addresses().
+        if conn._local_candidates_start:
+            return
+        conn._local_candidates_start = True
+        hosts: list[str] = []
+        for address in wanted:
+            if address in WILDCARDS:
+                hosts += aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=address == "::")
+            else:
+                hosts.append(address)
+        for component in sorted(conn._components):
+            conn._local_candidates += await conn.get_component_candidates(
+                component=component, addresses=list(dict.fromkeys(hosts)))
+        conn._local_candidates_end = True
+
+    async def add_remote_candidate(candidate: aioice.Candidate | None) -> None:
+        if candidate is not None and not address_allowed(candidate.host, networks):
+            log.info("ignoring remote candidate %s outside the allowed networks", candidate.host[:64])
+            return
+        await original_add(candidate)
+
+    def check_incoming(message: Any, addr: tuple[str, int], protocol: Any) -> None:
+        if not address_allowed(addr[0], networks):
+            log.info("ignoring a connectivity check from %s outside the allowed networks", addr[0])
+            return
+        original_check(message, addr, protocol)
+
+    conn.gather_candidates = gather_candidates
+    conn.add_remote_candidate = add_remote_candidate
+    conn.check_incoming = check_incoming
+
+
+def turn_credentials(secret: str, user: str, ttl_s: int, now: float | None = None) -> tuple[str, str]:
+    """coturn's time-limited credentials (`use-auth-secret`): `<expiry>:<user>` and its HMAC-SHA1."""
+    expiry = int((time.time() if now is None else now) + ttl_s)
+    username = f"{expiry}:{user}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()
+
+
+def ice_servers(config: Config, user: str, ttl_s: int | None = None) -> list[dict[str, Any]]:
+    """RTCIceServer dictionaries for a client (browser format): STUN, then TURN with credentials."""
+    servers: list[dict[str, Any]] = []
+    if config.stun_urls:
+        servers.append({"urls": list(config.stun_urls)})
+    if config.turn_urls:
+        entry: dict[str, Any] = {"urls": list(config.turn_urls)}
+        if config.turn_secret:
+            username, credential = turn_credentials(config.turn_secret, user,
+                                                    ttl_s if ttl_s is not None else config.join_token_ttl_s)
+            entry.update(username=username, credential=credential)
+        servers.append(entry)
+    return servers
