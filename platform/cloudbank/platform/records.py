@@ -147,6 +147,73 @@ queue_log = sa.Table(
     sa.Index("ix_queue_log_queue_at", "queue", "at"),
 )
 
+# The media platform (cloudbank.media): uploaded items (content-addressed blobs), kiosk playlists with
+# maker-checker versions, the recordings catalogue indexed from the video nodes' manifests, settings.
+media_items = sa.Table(
+    "media_items", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("content_type", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("uploaded_by", sa.String(36), nullable=False),
+    _ts(),
+)
+
+playlists = sa.Table(
+    "playlists", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("branch_id", sa.String(64), sa.ForeignKey("branches.id"), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_by", sa.String(36), nullable=False),
+    _ts(),
+)
+
+# One row per proposed version: pending until a different admin approves (or anyone rejects) it.
+playlist_versions = sa.Table(
+    "playlist_versions", metadata,
+    sa.Column("playlist_id", sa.String(36), sa.ForeignKey("playlists.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    # JSON list of {"item_id", "duration_s"} in play order
+    sa.Column("items", sa.Text, nullable=False),
+    sa.Column("made_by", sa.String(36), nullable=False),
+    sa.Column("made_at", sa.Float, nullable=False),
+    sa.Column("decided_by", sa.String(36), nullable=True),
+    sa.Column("decided_at", sa.Float, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+)
+
+recordings = sa.Table(
+    "recordings", metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("manifest_path", sa.String(500), nullable=False),
+    sa.Column("manifest_sha256", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float, nullable=True),
+    sa.Column("teller_id", sa.String(64), nullable=True),
+    sa.Column("service", sa.String(64), nullable=True),
+    # JSON: party -> client id, as the manifest has it
+    sa.Column("parties", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("files", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("indexed_at", sa.Float, nullable=False),
+    sa.Column("purged_at", sa.Float, nullable=True),
+    sa.Index("ix_recordings_started_at", "started_at"),
+    sa.Index("ix_recordings_teller", "teller_id"),
+    sa.Index("ix_recordings_service", "service"),
+)
+
+media_settings = sa.Table(
+    "media_settings", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_by", sa.String(36), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 GENESIS_HASH = "0" * 64
 
 
@@ -164,7 +231,11 @@ def _v3(conn: Connection) -> None:
     metadata.create_all(conn, tables=[queue_log])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[media_items, playlists, playlist_versions, recordings, media_settings])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
