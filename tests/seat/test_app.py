@@ -1,0 +1,169 @@
+"""The seat server over real sockets: the app and its strict Content-Security-Policy, its
+client config, no path tricks, and the read-only lookups under /seat/api/ with every wrong
+token refused."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from cloudbank.platform.config import Config
+from cloudbank.platform.identity import Directory
+from cloudbank.platform.records import create_engine, migrate, sessions
+from cloudbank.platform.tokens import KeyRing
+from cloudbank.seat import app as seat_app
+
+Client = TestClient[Any, web.Application]
+
+
+@pytest.fixture
+async def people(config: Config) -> dict[str, Any]:
+    """People, a branch, two live calls (deposit, loans) and one closed call in the records."""
+    engine = create_engine(config.effective_database_url)
+    await migrate(engine)
+    directory = Directory(engine)
+    await directory.ensure_branch("b1", "Harbour Branch")
+    ids = {}
+    for name, role, queues in (("teller1", "teller", []), ("super1", "supervisor", ["deposit"]),
+                               ("superall", "supervisor", []), ("admin1", "admin", [])):
+        user, _ = await directory.add_user(name, role, display_name=name.title(), password="long-password-1",
+                                           queues=queues)
+        ids[name] = user.id
+    calls = {}
+    async with engine.begin() as conn:
+        for service, state in (("deposit", "active"), ("loans", "on_hold"), ("deposit", "closed")):
+            sid = str(uuid.uuid4())
+            calls[(service, state)] = sid
+            await conn.execute(sessions.insert().values(
+                id=sid, ticket_id=str(uuid.uuid4()), service=service, customer="device:k1",
+                teller_id=ids["teller1"], video_node="n1", state=state, created_at=time.time()))
+    keys = KeyRing(engine)
+    await keys.load()
+    tokens = {name: keys.issue(uid, role, "api", 600, name=name)
+              for (name, uid), role in zip(ids.items(), ("teller", "supervisor", "supervisor", "admin"), strict=True)}
+    tokens["device"] = keys.issue("dev1", "device", "api", 600, branch="b1")
+    tokens["expired"] = keys.issue(ids["super1"], "supervisor", "api", -5, name="super1")
+    tokens["join"] = keys.issue("user:x", "join", "session:x", 60, party="supervisor", node="n1")
+    await engine.dispose()
+    return {"ids": ids, "tokens": tokens, "calls": calls}
+
+
+@pytest.fixture
+async def client(config: Config, aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+                 people: dict[str, Any]) -> Client:
+    root = web.Application()
+    root.add_subapp("/seat/", seat_app.create_app(config))
+    return await aiohttp_client(root)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_the_console_is_served_under_a_strict_csp(client: Client) -> None:
+    for path in ("/seat/", "/seat/static/js/main.js", "/seat/static/i18n/zh.js", "/seat/config.json"):
+        resp = await client.get(path)
+        assert resp.status == 200, path
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in csp and "default-src 'none'" in csp
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert resp.headers["X-Frame-Options"] == "DENY"
+    index = await client.get("/seat/")
+    assert index.headers["Cache-Control"] == "no-cache"
+    html = await index.text()
+    assert 'src="static/js/main.js"' in html and "<script>" not in html and "style=" not in html
+    js = await client.get("/seat/static/js/main.js")
+    assert "javascript" in js.headers["Content-Type"]
+
+
+async def test_client_config_says_where_the_api_is(client: Client, config: Config) -> None:
+    body = await (await client.get("/seat/config.json")).json()
+    assert body == {"api": "/api/", "ring_timeout_s": config.ring_timeout_s, "wrapup_s": config.wrapup_s,
+                    "service_level_s": config.service_level_s}
+
+
+@pytest.mark.parametrize("path", ["/seat/static/../app.py", "/seat/static/%2e%2e/app.py",
+                                  "/seat/static/..%2fapp.py", "/seat/static/", "/seat/static/js/",
+                                  "/seat/app.py", "/seat/static/js/nope.js"])
+async def test_no_source_files_or_listings_leak(client: Client, path: str) -> None:
+    resp = await client.get(path)
+    assert resp.status in (403, 404), path
+    assert "create_app" not in await resp.text()
+
+
+async def test_calls_lists_live_calls_in_the_supervisors_queues(client: Client, people: dict[str, Any]) -> None:
+    calls = people["calls"]
+    resp = await client.get("/seat/api/calls", headers=auth(people["tokens"]["super1"]))
+    assert resp.status == 200
+    body = await resp.json()
+    assert [c["id"] for c in body["calls"]] == [calls[("deposit", "active")]]
+    call = body["calls"][0]
+    assert call["teller_name"] == "Teller1" and call["channel"] == "kiosk" and call["service"] == "deposit"
+    # A supervisor of every queue (and an admin) sees both live calls, never the closed one.
+    for who in ("superall", "admin1"):
+        body = await (await client.get("/seat/api/calls", headers=auth(people["tokens"][who]))).json()
+        assert sorted(c["id"] for c in body["calls"]) == sorted([calls[("deposit", "active")],
+                                                                 calls[("loans", "on_hold")]])
+
+
+@pytest.mark.parametrize("path", ["/seat/api/calls", "/seat/api/authorisations"])
+@pytest.mark.parametrize(("who", "status"), [(None, 401), ("teller1", 403), ("device", 403), ("expired", 401),
+                                             ("join", 403), ("garbage", 401), ("long", 401),
+                                             ("huge", 400)])
+async def test_staff_lookups_refuse_wrong_tokens(client: Client, people: dict[str, Any], path: str,
+                                                 who: str | None, status: int) -> None:
+    tokens = {**people["tokens"], "garbage": "not.a.token", "long": "x" * 8000, "huge": "x" * 1_000_000}
+    headers = auth(tokens[who]) if who else {}
+    resp = await client.get(path, headers=headers)
+    assert resp.status == status
+    if who == "huge":
+        return  # aiohttp's parser refuses the 1 MB header line before any handler runs
+    body = await resp.json()
+    assert body["error"] in ("unauthorized", "forbidden") and body["message"]
+
+
+async def test_a_revoked_token_is_refused(client: Client, people: dict[str, Any], redis_client: Any) -> None:
+    engine_token = people["tokens"]["super1"]
+    import jwt
+
+    jti = jwt.decode(engine_token, options={"verify_signature": False})["jti"]
+    await redis_client.set(f"revoked:{jti}", "1", ex=60)
+    assert (await client.get("/seat/api/calls", headers=auth(engine_token))).status == 401
+
+
+async def test_lookups_take_no_writes(client: Client, people: dict[str, Any]) -> None:
+    for path in ("/seat/api/calls", "/seat/api/branches", "/seat/api/authorisations"):
+        resp = await client.post(path, data="{}", headers=auth(people["tokens"]["admin1"]))
+        assert resp.status == 405
+
+
+async def test_branches_name_the_kiosks_branch(client: Client, people: dict[str, Any]) -> None:
+    body = await (await client.get("/seat/api/branches", headers=auth(people["tokens"]["teller1"]))).json()
+    assert body["branches"]["b1"] == "Harbour Branch"
+    assert (await client.get("/seat/api/branches", headers=auth(people["tokens"]["device"]))).status == 403
+    assert (await client.get("/seat/api/branches")).status == 401
+
+
+async def test_pending_authorisations_in_the_supervisors_queues(client: Client, people: dict[str, Any],
+                                                               redis_client: Any) -> None:
+    def request(aid: str, service: str, state: str = "pending") -> str:
+        return json.dumps({"id": aid, "session_id": "s", "service": service, "teller_id": "t", "reason": "why",
+                           "state": state, "at": time.time()})
+
+    await redis_client.set("authz:" + "a" * 32, request("a" * 32, "deposit"))
+    await redis_client.set("authz:" + "b" * 32, request("b" * 32, "loans"))
+    await redis_client.set("authz:" + "c" * 32, request("c" * 32, "deposit", "granted"))
+    await redis_client.set("authz:" + "c" * 32 + ":decided", "someone")
+    await redis_client.set("authz:" + "d" * 32, "{not json")
+    body = await (await client.get("/seat/api/authorisations", headers=auth(people["tokens"]["super1"]))).json()
+    assert [a["id"] for a in body["authorisations"]] == ["a" * 32]
+    assert body["authorisations"][0]["reason"] == "why"
+    body = await (await client.get("/seat/api/authorisations", headers=auth(people["tokens"]["superall"]))).json()
+    assert sorted(a["id"] for a in body["authorisations"]) == ["a" * 32, "b" * 32]
