@@ -1,18 +1,98 @@
-"""The media platform and its admin console (mounted at /media/)."""
+"""The media platform and its admin console (mounted at /media/).
+
+    GET  /                          the admin console (static ES modules under a strict CSP)
+    GET  /config.json               where the console finds the platform API (sign-in, devices)
+    /api/items, /api/blobs/<sha>, /api/branches, /api/playlists/..., /api/kiosk/playlist   media_api
+    /api/recordings/..., /api/settings, /api/retention/purge                              recordings_api
+
+A housekeeping task indexes new recordings and runs the retention purge every few minutes; on
+several media nodes each does it, and the catalogue's conditional updates keep that idempotent.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from cloudbank.media import media_api, recordings_api
+from cloudbank.media.recordings import RecordingsCatalogue
+from cloudbank.media.retention import purge_expired
 from cloudbank.platform.config import Config
-from cloudbank.platform.service import service_app
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, Handler, service_app
 from cloudbank.platform.static_files import add_static_app
 
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).parent / "static"
+HOUSEKEEPING_INTERVAL_S = 300.0
+HOUSEKEEPING = web.AppKey("media_housekeeping", asyncio.Task[None])
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    # Previews and players show blobs fetched with the admin's token (blob: URLs).
+    "img-src 'self' blob:",
+    "media-src 'self' blob:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+])
+
+
+async def housekeeping_once(app: web.Application) -> None:
+    """Index recordings that appeared since the last run, then purge what the retention period expired."""
+    catalogue = RecordingsCatalogue(app[ENGINE], app[CONFIG].data)
+    result = await catalogue.scan(only_new=True)
+    if result.indexed:
+        log.info("recordings: indexed %d new", len(result.indexed))
+    for name, problem in result.unreadable.items():
+        log.warning("recordings: %s has an unreadable manifest (%s)", name, problem)
+    purged = await purge_expired(catalogue, app[AUDIT], app[ENGINE], "media:retention")
+    if purged:
+        log.info("retention: purged %d recordings", len(purged))
+
+
+async def _housekeeping_loop(app: web.Application) -> None:
+    while True:
+        try:
+            await housekeeping_once(app)
+        except Exception:  # a bad run is logged; the next one tries again
+            log.exception("media housekeeping failed")
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+
+async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
+    app[HOUSEKEEPING] = asyncio.create_task(_housekeeping_loop(app), name="media-housekeeping")
+    yield
+    app[HOUSEKEEPING].cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await app[HOUSEKEEPING]
+
+
+@web.middleware
+async def _csp(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+    return response
+
+
+async def _client_config(_request: web.Request) -> web.Response:
+    return web.json_response({"api": "/api/", "heartbeat_stale_s": 120}, headers={"Cache-Control": "no-cache"})
 
 
 def create_app(config: Config) -> web.Application:
     app = service_app(config, "media", client_max_size=config.max_upload_bytes)
+    app.middlewares.append(_csp)
+    app.cleanup_ctx.append(_housekeeping)  # after service_app's resources: it needs the database
+    app.router.add_get("/config.json", _client_config)
+    app.add_routes(media_api.routes)
+    app.add_routes(recordings_api.routes)
     add_static_app(app, STATIC)
     return app
