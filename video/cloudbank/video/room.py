@@ -35,6 +35,7 @@ PARTIES: tuple[Party, ...] = ("customer", "teller", "supervisor")
 TALKERS: tuple[Party, ...] = ("customer", "teller")
 MAX_SUPERVISORS = 3
 MAX_SDP_MEDIA = 4
+MAX_SDP_CANDIDATES = 64
 
 # Given a session id and a way to ask a party for a keyframe, make one of the room's sinks.
 SinkFactory = Callable[[str, KeyframeRequester], PacketSink]
@@ -87,6 +88,8 @@ def check_offer(sdp: str, party: Party) -> None:
             raise BadSdp("offer one audio and one video section")
         if any(m.direction not in ("sendrecv", "sendonly") for m in media):
             raise BadSdp("the customer and the teller send audio and video: offer sendrecv")
+    if sum(len(m.ice_candidates) for m in media) > MAX_SDP_CANDIDATES:
+        raise BadSdp(f"the offer has more than {MAX_SDP_CANDIDATES} ICE candidates")
     for m in media:
         ice = m.ice
         if ice is None or not ice.usernameFragment or not ice.password or m.dtls is None or not m.dtls.fingerprints:

@@ -125,17 +125,33 @@ class Connection:
         self._tokens = BURST
         self._last = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
+        self._main: asyncio.Task[Any] | None = None
+        self._fatal: SignallingError | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.ws.closed:
             await self.ws.send_json(message)
 
     async def kick(self, error: SignallingError) -> None:
+        """End this connection with `error`, from any task (a rejoin, the ICE watchdog, shutdown).
+
+        The socket is closed by its own handler task: closing it from another task while the
+        handler reads would wait for the close handshake in the wrong place.
+        """
+        if self._main is None or self._main is asyncio.current_task():
+            await self._close_with(error)
+        elif self._fatal is None:
+            self._fatal = error
+            self._main.cancel()
+
+    async def _close_with(self, error: SignallingError) -> None:
         with contextlib.suppress(Exception):
             await self.send(error.to_message())
-        await self.ws.close()
+        with contextlib.suppress(Exception):
+            await self.ws.close()
 
     async def run(self, servers: list[dict[str, Any]]) -> None:
+        self._main = asyncio.current_task()
         try:
             await self.send({"type": "joined", "session_id": self.room.session_id, "party": self.party,
                              "peers": [p for p in self.room.parties() if p != self.party],
@@ -160,19 +176,28 @@ class Connection:
                         raise
                     await self.send(exc.to_message())
         except SignallingError as exc:
-            await self.kick(exc)
-        except (ConnectionError, asyncio.CancelledError):
-            raise
+            await self._close_with(exc)
+        except asyncio.CancelledError:
+            if self._fatal is None or self._main is None:
+                raise  # the server is shutting down
+            self._main.uncancel()
+            await self._close_with(self._fatal)
         finally:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._watchdog
-            if self.member is not None:
-                await self.room.leave(self.member)
-            elif not self.room.members and not self.room.closed:
-                await self.room.close()
-            if not self.ws.closed:
+            # aiohttp cancels the handler when the client's connection drops: the clean-up must
+            # still run to the end, so it runs in its own task.
+            await asyncio.shield(asyncio.ensure_future(self._cleanup()))
+
+    async def _cleanup(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watchdog
+        if self.member is not None:
+            await self.room.leave(self.member)
+        elif not self.room.members and not self.room.closed:
+            await self.room.close()
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
                 await self.ws.close()
 
     def _throttle(self) -> None:
