@@ -1,0 +1,126 @@
+"""ICE on the video node: gather only on configured addresses (loopback works), ignore remote
+candidates outside the allowed networks (signalled, trickled or peer-reflexive), TURN credentials
+as coturn computes them. The aioice hooks are private: these tests fail loudly when they move."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+
+import aioice
+import aioice.ice
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from cloudbank.platform.config import Config
+from cloudbank.video.errors import AiortcIncompatible
+from cloudbank.video.ice import (
+    address_allowed,
+    allowed_networks,
+    gather_addresses,
+    ice_servers,
+    restrict_ice,
+    turn_credentials,
+)
+
+NETS = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+
+def new_pc() -> RTCPeerConnection:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    pc.addTransceiver("audio")
+    pc.addTransceiver("video")
+    return pc
+
+
+def test_address_allowed() -> None:
+    assert address_allowed("127.0.0.1", NETS) and address_allowed("127.9.9.9", NETS)
+    assert address_allowed("::1", NETS)
+    for host in ("10.0.0.1", "192.168.1.1", "169.254.169.254", "::2", "abcd.local", "localhost", "", "1.2.3"):
+        assert not address_allowed(host, NETS), host
+
+
+def test_gather_addresses_default_to_the_bind_host() -> None:
+    assert gather_addresses(Config()) == ["127.0.0.1"]
+    assert gather_addresses(Config(host="0.0.0.0")) == ["0.0.0.0"]
+    assert gather_addresses(Config(ice_addresses=("192.0.2.5",))) == ["192.0.2.5"]
+    assert allowed_networks(Config()) == NETS
+
+
+async def test_gathers_only_on_the_configured_address() -> None:
+    pc = new_pc()
+    try:
+        restrict_ice(pc, ["127.0.0.1"], NETS)
+        await pc.setLocalDescription(await pc.createOffer())
+        hosts = {line.split()[4] for line in pc.localDescription.sdp.splitlines() if line.startswith("a=candidate")}
+        assert hosts == {"127.0.0.1"}
+    finally:
+        await pc.close()
+
+
+async def test_a_wildcard_gathers_on_the_host_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[bool, bool]] = []
+
+    def fake(use_ipv4: bool, use_ipv6: bool) -> list[str]:  # inject the "interfaces" of this host
+        asked.append((use_ipv4, use_ipv6))
+        return ["127.0.0.2"]
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", fake)
+    pc = new_pc()
+    try:
+        restrict_ice(pc, ["0.0.0.0"], NETS)
+        await pc.setLocalDescription(await pc.createOffer())
+        assert asked == [(True, False)]
+        assert "127.0.0.2" in pc.localDescription.sdp
+    finally:
+        await pc.close()
+
+
+async def test_remote_candidates_outside_the_allowed_networks_are_ignored() -> None:
+    pc = new_pc()
+    try:
+        restrict_ice(pc, ["127.0.0.1"], NETS)
+        await pc.setLocalDescription(await pc.createOffer())
+        conn = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer._connection
+        for host in ("10.0.0.7", "192.168.0.1", "abcd-1234.local", "::2", "127.0.0.1"):
+            await conn.add_remote_candidate(aioice.Candidate(
+                foundation="1", component=1, transport="udp", priority=1, host=host, port=4000, type="host"))
+        assert [c.host for c in conn.remote_candidates] == ["127.0.0.1"]
+        # a connectivity check from outside would teach a peer-reflexive candidate: ignored too
+        protocol = conn._protocols[0]
+        conn.check_incoming(object(), ("10.9.9.9", 5000), protocol)
+        assert [c.host for c in conn.remote_candidates] == ["127.0.0.1"]
+    finally:
+        await pc.close()
+
+
+async def test_a_moved_aioice_hook_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(aioice.Connection, "check_incoming")
+    pc = new_pc()
+    try:
+        with pytest.raises(AiortcIncompatible, match="check_incoming"):
+            restrict_ice(pc, ["127.0.0.1"], NETS)
+    finally:
+        await pc.close()
+
+
+def test_turn_credentials_follow_coturns_rest_scheme() -> None:
+    username, credential = turn_credentials("s3cret", "customer-1", 600, now=1_700_000_000)
+    assert username == "1700000600:customer-1"
+    expected = base64.b64encode(hmac.new(b"s3cret", username.encode(), hashlib.sha1).digest()).decode()
+    assert credential == expected
+
+
+def test_ice_servers_for_clients() -> None:
+    assert ice_servers(Config(), "c1") == []
+    cfg = Config(stun_urls=("stun:stun.example:3478",), turn_urls=("turn:turn.example:3478?transport=udp",),
+                 turn_secret="k")
+    stun, turn = ice_servers(cfg, "c1", ttl_s=60)
+    assert stun == {"urls": ["stun:stun.example:3478"]}
+    assert turn["urls"] == ["turn:turn.example:3478?transport=udp"]
+    expiry, _, user = turn["username"].partition(":")
+    assert user == "c1" and int(expiry) > 0 and turn["credential"]
+    # without a secret, TURN is listed without credentials (a TURN server with static users)
+    assert "username" not in ice_servers(cfg.with_(turn_secret=""), "c1")[1]
