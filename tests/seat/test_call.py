@@ -4,6 +4,7 @@ supervisor sees and monitors the call, the call ends, wrap-up is submitted, the 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ async def test_a_whole_call_from_ready_to_ready(seat: Any, page: Page, second_pa
     # A supervisor of the queue sees the call and monitors it receive-only.
     sup = second_page
     await seat.login(sup, "super1")
-    await expect(sup.get_by_test_id("wallboard")).to_contain_text("deposit")
+    await expect(sup.get_by_test_id("wallboard").locator("[data-queue=deposit] th")).to_have_text("Deposits")
     await expect(sup.get_by_test_id(f"call-row-{session_id}")).to_contain_text("Teller1")
     await sup.get_by_test_id(f"monitor-{session_id}").click()
     await expect(sup.get_by_test_id("monitor-status")).to_have_attribute("data-state", "connected",
@@ -44,6 +45,8 @@ async def test_a_whole_call_from_ready_to_ready(seat: Any, page: Page, second_pa
     await expect(page.get_by_test_id("wrapup")).to_be_visible()
     ended = await kiosk.wait_event("session.ended", after=events_before)
     assert ended["by"] == "teller"
+    # The countdown is the queue's own wrap-up time (2 s for this queue), not the default 30 s.
+    await expect(page.get_by_test_id("wrapup-time-left")).to_have_text(re.compile(r"^Wrap-up time left: [0-2] s$"))
     await page.get_by_test_id("wrapup-submit").click()
     await expect(page.get_by_test_id("wrapup-error")).to_have_text("Choose a disposition code first.")
     await page.get_by_test_id("wrapup-code").select_option("resolved")

@@ -81,8 +81,9 @@ export class CallScreen {
           action("push-form", "call.push_form"), action("push-document", "call.push_document"),
           action("request-signature", "call.request_signature"), action("ask-authorisation", "call.ask_authorisation"),
           action("transfer", "call.transfer"), this.endBtn),
-        panelEl, this.log, this.shots),
-      h("div", { class: "side" }, this.transcript.el, this.transcript.suggestEl)));
+        this.log),
+      // The side column keeps the stage still: forms open above the transcript, not under the video.
+      h("div", { class: "side" }, panelEl, this.transcript.el, this.transcript.suggestEl, this.shots)));
 
     this.clock = setInterval(() => { this.timer.textContent = clock(Date.now() / 1000 - this.startedAt); }, 500);
     const media = await localMedia();

@@ -140,7 +140,8 @@ class SeatApp {
     this.events.on("*", (ev) => this.event(ev));
     this.events.start();
     if (role === "supervisor") {
-      const sup = new SupervisorScreen(this.root, { api: this.api, seatApi: this.seatApi });
+      const sup = new SupervisorScreen(this.root, { api: this.api, seatApi: this.seatApi,
+        services: Object.fromEntries(await this.loadServices()) });
       this.setScreen(sup);
       sup.start();
       return;
@@ -286,6 +287,7 @@ class SeatApp {
     });
     this.setScreen(screen);
     screen.render();
+    this.api.get("teller").then((d) => screen.setUntil(normaliseTeller(d).wrapupUntil)).catch(() => {});
   }
 
   serviceName(code) {

@@ -9,7 +9,8 @@ import { QualityMeter } from "./quality.js";
 const POLL_MS = 5000;
 
 export class SupervisorScreen {
-  constructor(root, { api, seatApi }) {
+  constructor(root, { api, seatApi, services = {} }) {
+    this.services = services;
     this.root = root;
     this.api = api;
     this.seatApi = seatApi;
@@ -69,7 +70,7 @@ export class SupervisorScreen {
 
   show(board) {
     this.board = board;
-    renderWallboard(this.boardEl, board);
+    renderWallboard(this.boardEl, board, this.services);
   }
 
   showCalls() {
@@ -82,7 +83,7 @@ export class SupervisorScreen {
         const started = Number(c.started_at || c.connected_at || 0);
         return h("tr", { "data-session": id, testid: `call-row-${id}` },
           h("td", {}, c.teller_name || c.teller_id || "–"),
-          h("td", {}, c.service_name || c.service || "–"),
+          h("td", {}, this.services[c.service] || c.service || "–"),
           h("td", {}, started ? clock(Date.now() / 1000 - started) : "–"),
           h("td", {}, h("button", { type: "button", testid: `monitor-${id}`, class: "monitor",
             onclick: () => this.startMonitor(id) }, t("sup.monitor"))));

@@ -24,7 +24,8 @@ export function wallboardQueues(board) {
   return [];
 }
 
-export function renderWallboard(el, board) {
+/** board: `GET /api/wallboard`; names: service code -> name. */
+export function renderWallboard(el, board, names = {}) {
   const queues = wallboardQueues(board);
   fill(el,
     h("table", { class: "grid wallboard" },
@@ -39,7 +40,7 @@ export function renderWallboard(el, board) {
         const abandoned = m.abandoned ?? 0;
         const rate = m.abandon_rate;
         return h("tr", { "data-queue": code, testid: `wallboard-row-${code}` },
-          h("th", { scope: "row" }, q.name || code),
+          h("th", { scope: "row" }, names[code] || q.name || code),
           h("td", { "data-field": "waiting" }, String(q.waiting ?? 0)),
           h("td", { "data-field": "longest" }, clock(q.longest_wait_s ?? q.longest_wait ?? 0)),
           h("td", { "data-field": "service_level" }, pct(m.service_level)),

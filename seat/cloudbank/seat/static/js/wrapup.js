@@ -67,11 +67,18 @@ export class WrapupScreen {
       }
     });
     fill(this.root, h("div", { class: "center" }, form));
-    const until = (this.call.ended_at || Date.now() / 1000) + this.wrapupSeconds;
-    const tick = () => { left.textContent = t("wrapup.time_left", { seconds: Math.max(0, Math.ceil(until - Date.now() / 1000)) }); };
+    this.until = (this.call.ended_at || Date.now() / 1000) + this.wrapupSeconds;
+    const tick = () => {
+      left.textContent = t("wrapup.time_left", { seconds: Math.max(0, Math.ceil(this.until - Date.now() / 1000)) });
+    };
     tick();
     this.timer = setInterval(tick, 1000);
     code.focus();
+  }
+
+  /** The queue's own wrap-up end (epoch seconds), from the platform's view of the teller. */
+  setUntil(epoch) {
+    if (epoch) this.until = epoch;
   }
 
   destroy() {
