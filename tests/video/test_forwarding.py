@@ -29,6 +29,7 @@ from cloudbank.video.forwarding import (
     check_receiver,
     check_sender,
     codec_preferences,
+    keyframe_start,
 )
 from cloudbank.video.room import ROOMS
 from cloudbank.video.testing_peers import Peer, join_token
@@ -81,6 +82,24 @@ async def test_hold_track_never_yields() -> None:
     track = HoldTrack("video")
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(track.recv(), 0.05)
+
+
+def test_keyframe_start_on_real_vp8_packets() -> None:
+    from aiortc.codecs import get_encoder
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+    from cloudbank.video.testing_peers import stamped_frame
+
+    encoder = get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96))
+    key, _ = encoder.encode(stamped_frame(1, 0), force_keyframe=True)
+    delta, _ = encoder.encode(stamped_frame(1, 1), force_keyframe=False)
+    assert keyframe_start("video/VP8", key[0])
+    assert not any(keyframe_start("video/VP8", p) for p in key[1:])
+    assert not any(keyframe_start("video/VP8", p) for p in delta)
+    assert not keyframe_start("video/VP8", b"")
+    assert keyframe_start("video/H264", bytes([0x65, 0x88]))  # IDR slice
+    assert not keyframe_start("video/H264", bytes([0x41, 0x9A]))  # non-IDR slice
+    assert keyframe_start("video/H264", bytes([0x7C, 0x85]))  # FU-A start of an IDR
+    assert keyframe_start("audio/opus", b"\x01")
 
 
 # --- rewriting ---------------------------------------------------------------------------------
@@ -191,3 +210,80 @@ async def test_pli_from_a_viewer_reaches_the_source(node: Client, call: tuple[Pe
     await asyncio.sleep(0.4)  # the PLI rate limit
     await node_sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=node_sender._ssrc))
     await wait_for(lambda: bool(asked), timeout=5)
+
+
+# --- a browser through the node ----------------------------------------------------------------
+
+BROWSER_PAGE = """<!doctype html><meta charset="utf-8"><title>customer</title>
+<video id="remote" autoplay playsinline muted></video>
+<script type="module">
+const params = new URLSearchParams(location.search);
+window.state = {joined: null, errors: [], frames: 0, connection: "new"};
+const pc = new RTCPeerConnection({iceServers: []});
+const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: {width: 640, height: 480}});
+for (const track of stream.getTracks()) pc.addTrack(track, stream);
+const video = document.getElementById("remote");
+pc.ontrack = (e) => { if (e.track.kind === "video") video.srcObject = new MediaStream([e.track]); };
+const count = () => { window.state.frames++; video.requestVideoFrameCallback(count); };
+video.requestVideoFrameCallback(count);
+pc.onconnectionstatechange = () => { window.state.connection = pc.connectionState; };
+const ws = new WebSocket(params.get("ws"));
+pc.onicecandidate = (e) => {
+  if (e.candidate) ws.send(JSON.stringify({type: "candidate", candidate: e.candidate.toJSON()}));
+};
+ws.onmessage = async (event) => {
+  const msg = JSON.parse(event.data);
+  if (msg.type === "joined") {
+    window.state.joined = msg;
+    await pc.setLocalDescription(await pc.createOffer());
+    ws.send(JSON.stringify({type: "offer", sdp: pc.localDescription.sdp}));
+  } else if (msg.type === "answer") {
+    await pc.setRemoteDescription({type: "answer", sdp: msg.sdp});
+  } else if (msg.type === "error") {
+    window.state.errors.push(msg);
+  }
+};
+window.videoSize = () => [video.videoWidth, video.videoHeight];
+</script>"""
+
+
+@pytest.mark.slow
+async def test_a_browser_and_a_python_peer_decode_each_others_video(
+        aiohttp_client: MakeClient, config: Config) -> None:
+    from aiohttp import web
+    from playwright.async_api import async_playwright
+
+    root = web.Application()
+
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(text=BROWSER_PAGE, content_type="text/html")
+
+    root.router.add_get("/customer.html", page)
+    video = create_app(config.with_(video_node_id=NODE), sinks=[])
+    root.add_subapp("/video/", video)
+    server = await aiohttp_client(root)
+    ws_url = str(server.make_url("/video/ws")).replace("http://", "ws://")
+    customer_token = await join_token(video[ENGINE], "s1", "customer", NODE)
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            "--allow-loopback-in-peer-connection", "--disable-background-networking"])
+        try:
+            tab = await browser.new_page()
+            await tab.goto(f"{server.make_url('/customer.html')}?ws={ws_url}?token={customer_token}")
+            await tab.wait_for_function("window.state && window.state.joined !== null", timeout=15000)
+            teller = Peer("teller", source=2, read_stamps=False)
+            await teller.join(f"{ws_url}", await join_token(video[ENGINE], "s1", "teller", NODE))
+            try:
+                # the browser decodes the Python teller's VP8 at its size, frame after frame
+                await tab.wait_for_function("window.state.frames >= 30", timeout=30000)
+                assert await tab.evaluate("window.videoSize()") == [640, 480]
+                # the Python teller decodes the browser's fake camera
+                await wait_for(lambda: teller.received.frames["video"] >= 30 and teller.received.frames["audio"] >= 30,
+                               timeout=30)
+                assert await tab.evaluate("window.state.errors") == []
+            finally:
+                await teller.close()
+        finally:
+            await browser.close()

@@ -34,6 +34,7 @@ from typing import Any
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.codecs import is_rtx
+from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket, unwrap_rtx
@@ -143,6 +144,33 @@ class StreamRewriter:
         return out_seq, out_ts
 
 
+def keyframe_start(mime_type: str, payload: bytes) -> bool:
+    """Whether this RTP payload begins a keyframe (VP8 or H.264); a new viewer starts there."""
+    mime = mime_type.lower()
+    try:
+        if mime == "video/vp8":
+            descriptor, rest = VpxPayloadDescriptor.parse(payload)
+            # First packet of partition 0, and the frame tag's P bit clear: a key frame.
+            return bool(descriptor.partition_start and descriptor.partition_id == 0 and rest
+                        and not rest[0] & 0x01)
+        if mime == "video/h264" and payload:
+            nal = payload[0] & 0x1F
+            if nal == 24:  # STAP-A: aggregated NAL units, each with a 2-byte size
+                pos = 1
+                while pos + 2 < len(payload):
+                    size = int.from_bytes(payload[pos:pos + 2], "big")
+                    if payload[pos + 2] & 0x1F in (5, 7):
+                        return True
+                    pos += 2 + size
+                return False
+            if nal == 28 and len(payload) > 1:  # FU-A: the start fragment of an IDR slice
+                return bool(payload[1] & 0x80) and payload[1] & 0x1F == 5
+            return nal in (5, 7)
+    except ValueError:
+        return False
+    return True  # audio and codecs we cannot inspect: every packet is a fine place to start
+
+
 class _NoFrames:
     """Stands in for the receiver's jitter buffer: frames are never assembled, so never decoded."""
 
@@ -216,6 +244,8 @@ class SendPort:
         self.codec: RTCRtpCodecParameters | None = None
         self.rewriter: StreamRewriter | None = None
         self.forwarded = 0
+        # A new viewer of video starts on a keyframe: earlier packets could not be decoded.
+        self.waiting_for_keyframe = sender.kind == "video"
         self._mid: str | None = None
         self._original_send = sender.send
         sender.send = self._send  # type: ignore[method-assign]
@@ -245,6 +275,11 @@ class SendPort:
         transport = sender.transport
         if transport.state != "connected":
             return False
+        if self.waiting_for_keyframe:
+            if not keyframe_start(self.codec.mimeType, packet.payload):
+                self.on_keyframe_request()  # rate-limited upstream by the source's ReceiveTap
+                return False
+            self.waiting_for_keyframe = False
         seq, ts = self.rewriter.rewrite(packet.ssrc, packet.sequence_number, packet.timestamp,
                                         time.monotonic())
         out = RtpPacket(payload_type=self.codec.payloadType or 0, marker=packet.marker,

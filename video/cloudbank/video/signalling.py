@@ -57,6 +57,7 @@ class CandidateBody:
     candidate: str = field(metadata=limit(512))
     sdpMid: str | None = field(default=None, metadata=limit(32))  # noqa: N815 - the browser's name
     sdpMLineIndex: int | None = None  # noqa: N815
+    usernameFragment: str | None = field(default=None, metadata=limit(256))  # noqa: N815
 
 
 @dataclass(frozen=True)
