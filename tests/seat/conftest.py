@@ -183,10 +183,10 @@ async def add_people(config: Config) -> dict[str, str]:
         await engine.dispose()
 
 
-@pytest.fixture
-async def seat(config: Config) -> AsyncIterator[Seat]:
+@contextlib.asynccontextmanager
+async def running_seat(config: Config) -> AsyncIterator[Seat]:
     port = free_port()
-    config = config.with_(port=port, login_max_failures=3, login_lockout_s=60)
+    config = config.with_(port=port)
     people = await add_people(config)
     # A short shutdown: open WebSockets (events, signalling) must not hold the test's teardown.
     runner = web.AppRunner(build_root(config, ["platform", "video", "seat"]), access_log=None,
@@ -198,6 +198,19 @@ async def seat(config: Config) -> AsyncIterator[Seat]:
         yield Seat(config.base_url, config, people)
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def seat(config: Config) -> AsyncIterator[Seat]:
+    async with running_seat(config.with_(login_max_failures=3, login_lockout_s=60)) as running:
+        yield running
+
+
+@pytest.fixture
+async def short_token_seat(config: Config) -> AsyncIterator[Seat]:
+    """A deployment whose sign-ins last 3 s (below what the settings parser allows, on purpose)."""
+    async with running_seat(config.with_(user_token_ttl_s=3)) as running:
+        yield running
 
 
 @pytest.fixture

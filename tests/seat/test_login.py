@@ -145,3 +145,13 @@ async def test_no_script_errors_and_no_csp_violations_on_the_login(seat: Any, pa
     await page.goto(seat.seat_url)
     await expect(page.get_by_test_id("login-form")).to_be_visible()
     assert page_errors == []
+
+
+async def test_a_session_expiring_in_use_returns_to_login(short_token_seat: Any, page: Page) -> None:
+    seat = short_token_seat
+    await seat.login(page, "teller1")
+    await expect(page.get_by_test_id("state-ready")).to_be_visible()
+    # Nothing is clicked: the event socket is closed at expiry, and the console says why.
+    await expect(page.get_by_test_id("login-notice")).to_have_text("Your session has expired. Sign in again.",
+                                                                   timeout=15_000)
+    assert await stored_auth(page) is None
