@@ -213,3 +213,14 @@ async def record_call(config: Config, engine: AsyncEngine, session_id: str, *, t
             id=session_id, ticket_id=f"t-{session_id}", service=service, customer="device:k1", teller_id=teller_id,
             state="ended", created_at=started_at or time.time(), ended_at=(started_at or time.time()) + 60))
     return manifest
+
+
+@pytest.fixture
+def record(media: Media) -> Callable[..., Awaitable[Path]]:
+    """`await record(session_id, teller_id=..., service=..., started_at=...)`: a real recording in the
+    media deployment's data folder (see record_call); returns its manifest path."""
+
+    async def go(session_id: str, **kwargs: Any) -> Path:
+        return await record_call(media.config, media.engine, session_id, **kwargs)
+
+    return go
