@@ -5,7 +5,8 @@ import { h, fill } from "./dom.js";
 import { t } from "./i18n.js";
 
 const PERIOD_MS = 1000;
-export const LIMITS = { lossPercent: 5, rttMs: 400, minKbps: 80 };
+// Inbound totals (audio ~32 kbit/s alone): below these the customer freezes or breaks up.
+export const LIMITS = { lossPercent: 5, rttMs: 400, minKbps: 40 };
 
 /** Summarise two getStats() snapshots; pure, so it is easy to reason about. */
 export function summarise(prev, stats) {
