@@ -6,6 +6,7 @@ Run inside `unshare -n` (see tests/video/test_signalling.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -131,3 +132,27 @@ async def test_a_supervisor_receives_both_parties(node: Client, call: tuple[Peer
         assert customer.received.tracks == 2 and teller.received.tracks == 2
     finally:
         await supervisor.close()
+
+
+@pytest.mark.slow
+async def test_each_room_gets_the_recorder_and_snapshots(aiohttp_client: MakeClient, config: Config) -> None:
+    """The default sinks (ASR off here: test_transcript covers it) see the forwarded packets."""
+    node = await aiohttp_client(create_app(config.with_(video_node_id=NODE, asr_pool_size=0, video_drain_s=1.0)))
+    customer, teller = Peer("customer", source=1), Peer("teller", source=2)
+    await customer.join(str(node.make_url("/ws")), await token(node, "customer"))
+    await teller.join(str(node.make_url("/ws")), await token(node, "teller"))
+    try:
+        await until(lambda: len(teller.received.counters(1)) >= 15)
+        assert teller.ws is not None
+        await teller.ws.send_json({"type": "snapshot"})
+        await until(lambda: any(m.get("type") == "snapshot" for m in teller.messages))
+        shot = next(m for m in teller.messages if m.get("type") == "snapshot")
+        assert shot["url"].endswith(".jpg") and shot["faces"] == []
+    finally:
+        await customer.close()
+        await teller.close()
+    manifest = config.data / "recordings" / "s1" / "manifest.json"
+    await until(lambda: manifest.exists())
+    tracks = json.loads(manifest.read_text())["tracks"]
+    assert {(t["party"], t["kind"]) for t in tracks} == {(p, k) for p in ("customer", "teller")
+                                                        for k in ("audio", "video")}

@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import web
+from aiortc.rtp import RtpPacket
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import AUDIT, CONFIG, REDIS, service_app
+from cloudbank.video.asr import AsrService
 from cloudbank.video.ice import allowed_networks, gather_addresses, restrict_ice
-from cloudbank.video.packets import KeyframeRequester, PacketSink
+from cloudbank.video.packets import KeyframeRequester, PacketSink, TrackInfo
 from cloudbank.video.registry import NODE_ID, REGISTRY, Registry
 from cloudbank.video.room import ROOMS, Rooms, SinkFactory
 from cloudbank.video.signalling import video_ws
@@ -27,6 +29,7 @@ from cloudbank.video.signalling import video_ws
 log = logging.getLogger("cloudbank.video")
 
 SINKS = web.AppKey("video_sinks", list[SinkFactory])
+ASR = web.AppKey("video_asr", AsrService)
 
 
 def create_app(config: Config, sinks: Sequence[SinkFactory] | None = None) -> web.Application:
@@ -34,6 +37,8 @@ def create_app(config: Config, sinks: Sequence[SinkFactory] | None = None) -> we
     app = service_app(config, "video")
     app[NODE_ID] = config.video_node_id or f"video-{uuid.uuid4().hex[:12]}"
     app[SINKS] = list(sinks) if sinks is not None else default_sinks(app)
+    if sinks is None:
+        app.cleanup_ctx.append(_asr)
     app.cleanup_ctx.append(_media)
     app.on_shutdown.append(_drain)
     app.router.add_get("/ws", video_ws)
@@ -67,38 +72,84 @@ async def _drain(app: web.Application) -> None:
         await app[REGISTRY].drain(app[CONFIG].video_drain_s)
 
 
-class _RecordingSink:
-    """The recorder as a room sink: on close, the manifest is written and its hashes audited."""
+class CallSinks:
+    """Everything that watches one call's packets, as one room sink: the recorder, the live
+    transcript (when the node has an ASR service) and the teller's snapshots.
+
+    On close the transcript is finished first, so its files go into the recording's manifest,
+    whose hashes `finish_recording` writes to the audit chain.
+    """
 
     def __init__(self, app: web.Application, session_id: str, request_keyframe: KeyframeRequester) -> None:
         from cloudbank.video.recorder import Recorder, recording_folder
+        from cloudbank.video.snapshot import SnapshotTaker
 
+        config = app[CONFIG]
+        folder = recording_folder(config, session_id)  # refuses ids that are not plain names
         self.app = app
-        self.recorder = Recorder(session_id, recording_folder(app[CONFIG], session_id), request_keyframe)
+        self.recorder = Recorder(session_id, folder, request_keyframe)
+        self.snapshots = SnapshotTaker(session_id, config.data / "snapshots" / session_id, request_keyframe,
+                                       audit=app[AUDIT], data_root=config.data, actor=f"video:{app[NODE_ID]}",
+                                       redis=app[REDIS])
+        self.transcript: Any = None
+        asr = app.get(ASR)
+        if asr is not None:
+            from cloudbank.video.transcript import TranscriptSink
 
-    def on_rtp(self, track: Any, packet: Any) -> None:
-        self.recorder.on_rtp(track, packet)
+            self.transcript = TranscriptSink(session_id, asr, app[REDIS], folder)
+        self.sinks: list[Any] = [s for s in (self.recorder, self.transcript, self.snapshots) if s is not None]
+
+    def on_rtp(self, track: TrackInfo, packet: RtpPacket) -> None:
+        for sink in self.sinks:
+            try:
+                sink.on_rtp(track, packet)
+            except Exception:  # noqa: BLE001 - one stage failing must not stop the others
+                log.exception("call %s: a packet sink failed", self.recorder.session_id)
+
+    async def snapshot(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.snapshots.snapshot("teller")
+        return result
 
     async def close(self) -> None:
         from cloudbank.video.recorder import finish_recording
 
+        await self.snapshots.close()
+        files = []
+        if self.transcript is not None:
+            await self.transcript.close()
+            files = list(self.transcript.files)
+        await self.recorder.close()  # open segments count only once closed
         if not self.recorder.segments():
-            await self.recorder.close()
-            return
+            return  # nothing was recorded (no media ever flowed): no manifest
         await finish_recording(self.recorder, self.app[AUDIT], self.app[CONFIG].data,
-                               actor=f"video:{self.app[NODE_ID]}")
+                               actor=f"video:{self.app[NODE_ID]}", transcripts=files)
+
+
+async def _asr(app: web.Application) -> AsyncIterator[None]:
+    """The node's speech recognition, when a model can be loaded (else calls are not transcribed)."""
+    config = app[CONFIG]
+    if config.asr_pool_size <= 0:
+        yield
+        return
+    try:
+        from cloudbank.video.asr import asr_service
+
+        service = asr_service(config)
+        app[ASR] = await service.__aenter__()
+    except Exception as exc:  # noqa: BLE001 - no model installed: record and snapshot without it
+        log.warning("video node: live transcription is off (%s)", exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        await service.__aexit__(None, None, None)
 
 
 def default_sinks(app: web.Application) -> list[SinkFactory]:
-    """The stages that watch each call's packets, when their modules exist on this install."""
-    factories: list[SinkFactory] = []
-    try:
-        import cloudbank.video.recorder  # noqa: F401
-    except ModuleNotFoundError:
-        return factories
+    """The stages that watch each call's packets (recording, transcript, snapshots)."""
 
-    def recording(session_id: str, request_keyframe: KeyframeRequester) -> PacketSink:
-        return _RecordingSink(app, session_id, request_keyframe)
+    def call_sinks(session_id: str, request_keyframe: KeyframeRequester) -> PacketSink:
+        return CallSinks(app, session_id, request_keyframe)
 
-    factories.append(recording)
-    return factories
+    return [call_sinks]
