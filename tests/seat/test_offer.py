@@ -3,6 +3,8 @@ the branch's name, priority and time waited, counts down, and can be declined or
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -72,3 +74,13 @@ async def test_not_ready_with_a_reason_gets_no_offer(seat: Any, page: Page, kios
     await expect(page.get_by_test_id("my-queues").locator("[data-queue=deposit] [data-field=waiting]")
                  ).to_have_text("1", timeout=8000)
     await expect(page.get_by_test_id("offer")).to_have_count(0)
+
+
+async def test_the_countdown_is_right_when_this_computers_clock_is_wrong(seat: Any, page: Page,
+                                                                         kiosk: Any) -> None:
+    await seat.teller_ready(page)
+    # This browser's clock runs an hour fast; the offer's expiry is on the server's clock.
+    now = await page.evaluate("Date.now()")
+    await page.clock.set_system_time(datetime.fromtimestamp(now / 1000 + 3600, tz=UTC))
+    await kiosk.client.create_ticket("deposit")
+    await expect(page.get_by_test_id("offer-countdown")).to_have_text(re.compile(r"^Answer within (1\d|20) s$"))
