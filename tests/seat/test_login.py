@@ -99,14 +99,18 @@ async def test_a_session_signed_out_elsewhere_is_refused(seat: Any, page: Page) 
     await expect(page.get_by_test_id("login-notice")).to_have_text("Your session has expired. Sign in again.")
 
 
-async def test_sign_out_clears_the_seat(seat: Any, page: Page) -> None:
+async def test_sign_out_clears_the_seat_and_goes_offline(seat: Any, page: Page) -> None:
     await seat.login(page, "teller1")
-    await expect(page.get_by_test_id("state-ready")).to_be_visible()
+    await page.get_by_test_id("state-ready").click()
+    await expect(page.get_by_test_id("state-now")).to_have_attribute("data-state", "ready")
     await page.get_by_test_id("logout").click()
     await expect(page.get_by_test_id("login-notice")).to_have_text("You have signed out.")
     assert await stored_auth(page) is None
     await page.reload()
     await expect(page.get_by_test_id("login-username")).to_be_visible()
+    # Signed out means offline: no call is offered to an empty seat.
+    await seat.login(page, "teller1")
+    await expect(page.get_by_test_id("state-now")).to_have_attribute("data-state", "offline")
 
 
 async def test_login_works_from_the_keyboard_alone(seat: Any, page: Page) -> None:

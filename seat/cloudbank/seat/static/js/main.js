@@ -113,6 +113,10 @@ class SeatApp {
   }
 
   async logout() {
+    // A teller who signs out must not be offered calls: go offline first (best effort).
+    if (this.auth.role === "teller") {
+      try { await this.api.post("teller/state", { state: "offline" }); } catch { /* e.g. in a call */ }
+    }
     try { await this.api.post("logout", {}); } catch { /* signing out locally is what matters */ }
     this.stopAll();
     this.auth.clear();
