@@ -36,7 +36,7 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "script-src 'self'",
     "style-src 'self'",
     # Previews and players show blobs fetched with the admin's token (blob: URLs).
-    "img-src 'self' blob:",
+    "img-src 'self' data: blob:",
     "media-src 'self' blob:",
     "connect-src 'self'",
     "base-uri 'none'",
