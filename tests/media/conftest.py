@@ -224,3 +224,19 @@ def record(media: Media) -> Callable[..., Awaitable[Path]]:
         return await record_call(media.config, media.engine, session_id, **kwargs)
 
     return go
+
+
+@pytest.fixture
+def record_into() -> Callable[..., Awaitable[Path]]:
+    """`await record_into(config, session_id, **kwargs)`: record_call with its own engine (for tests that
+    run a deployment without the `media` fixture)."""
+
+    async def go(config: Config, session_id: str, **kwargs: Any) -> Path:
+        engine = create_engine(config.effective_database_url)
+        try:
+            await migrate(engine)
+            return await record_call(config, engine, session_id, **kwargs)
+        finally:
+            await engine.dispose()
+
+    return go

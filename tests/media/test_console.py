@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cloudbank.platform.config import Config
+from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.server import build_root
 from playwright.async_api import Page, async_playwright, expect
@@ -60,8 +62,6 @@ async def deployment(config: Config) -> AsyncIterator[tuple[str, Config]]:
     config = config.with_(port=port)
     engine = create_engine(config.effective_database_url)
     await migrate(engine)
-    from cloudbank.platform.identity import Directory
-
     directory = Directory(engine)
     await directory.ensure_branch("demo", "Demo Branch")
     for username in ("admin1", "admin2"):
@@ -165,8 +165,6 @@ async def test_upload_build_playlist_and_a_second_admin_approves(deployment: tup
 
 async def kiosk_playlist(url: str, config: Config) -> dict[str, Any]:
     """What a demo-branch kiosk is served (enrolled through the real endpoint)."""
-    from cloudbank.platform.identity import Directory
-
     engine = create_engine(config.effective_database_url)
     try:
         code = await Directory(engine).create_enrolment_code("demo")
@@ -191,3 +189,83 @@ async def test_console_is_served_under_a_strict_csp(deployment: tuple[str, Confi
                 assert "unsafe" not in policy
         async with http.get(url + "/media/static/../app.py") as resp:
             assert resp.status in (403, 404)
+
+
+@pytest.mark.slow
+async def test_recordings_devices_and_retention_in_the_console(deployment: tuple[str, Config], tmp_path: Path,
+                                                               record_into: Any) -> None:
+    """A supervisor finds a real recording, plays a segment and verifies it; an admin exports it,
+    sees a kiosk's heartbeat and sets the retention."""
+    url, config = deployment
+    manifest = await record_into(config, "console-call")
+    async with aiohttp.ClientSession() as http:
+        # A kiosk that has sent a heartbeat, and the recording indexed by an admin's rescan.
+        engine = create_engine(config.effective_database_url)
+        try:
+            code = await Directory(engine).create_enrolment_code("demo")
+            await Directory(engine).add_user("super1", "supervisor", display_name="Super1", password=PASSWORD)
+        finally:
+            await engine.dispose()
+        async with http.post(f"{url}/api/devices/enrol", json={"code": code, "name": "lobby-kiosk"}) as resp:
+            device = await resp.json()
+        async with http.post(f"{url}/api/devices/heartbeat", headers={"Authorization": f"Bearer {device['token']}"},
+                             json={"online": True, "camera_ok": True, "microphone_ok": False, "peripherals_ok": True,
+                                   "app_version": "1.2.3"}) as resp:
+            assert resp.status == 200
+    errors: list[str] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = await browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-US",
+                                                accept_downloads=True)
+            page = await context.new_page()
+            page.set_default_timeout(10_000)
+            page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+            await sign_in(page, url, "admin1")
+            await page.get_by_test_id("tab-recordings").click()
+            await page.get_by_test_id("rescan").click()
+            row = page.get_by_test_id("recording-console-call")
+            await expect(row).to_have_attribute("data-state", "available")
+            await page.get_by_test_id("tab-devices").click()
+            kiosk = page.get_by_test_id(f"device-{device['device_id']}")
+            await expect(kiosk).to_have_attribute("data-status", "online")
+            await expect(kiosk).to_contain_text("1.2.3")
+            await expect(kiosk).to_contain_text("Fault")  # the microphone
+            await page.get_by_test_id("tab-settings").click()
+            await page.get_by_test_id("retention-days").fill("90")
+            await page.get_by_test_id("retention-save").click()
+            await expect(page.get_by_test_id("retention-info")).to_contain_text("deleted 90 days after")
+            await page.get_by_test_id("purge-now").click()
+            await expect(page.get_by_test_id("purge-result")).to_have_text("0 recordings purged.")
+
+            await page.get_by_test_id("tab-recordings").click()
+            await page.get_by_test_id("recording-console-call").get_by_test_id("recording-open").click()
+            async with page.expect_download() as download_info:
+                await page.get_by_test_id("export-recording").click()
+            download = await download_info.value
+            saved = tmp_path / "export.zip"
+            await download.save_as(saved)
+            with zipfile.ZipFile(saved) as zf:
+                assert zf.read("console-call/manifest.json") == manifest.read_bytes()
+            await page.get_by_test_id("logout").click()
+
+            # The supervisor: recordings and devices only; plays a segment and verifies the call.
+            await sign_in(page, url, "super1")
+            await expect(page.get_by_test_id("tab-library")).to_have_count(0)
+            await expect(page.get_by_test_id("tab-settings")).to_have_count(0)
+            await page.get_by_test_id("search-session").fill("console")
+            await page.get_by_test_id("search-submit").click()
+            await page.get_by_test_id("recording-console-call").get_by_test_id("recording-open").click()
+            await page.locator("[data-testid^='play-customer-video']").first.click()
+            video = page.get_by_test_id("segment-video")
+            await expect(video).to_be_visible()
+            await page.wait_for_function(
+                "() => { const v = document.querySelector('[data-testid=segment-video]');"
+                " return v && v.readyState >= 2 && v.videoWidth === 160; }", timeout=10_000)
+            await page.get_by_test_id("verify-recording").click()
+            await expect(page.get_by_test_id("verify-result")).to_have_attribute("data-ok", "true")
+            assert errors == [], errors
+        finally:
+            await browser.close()
