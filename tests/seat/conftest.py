@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,15 @@ from aiohttp import web
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.media_sources import synthetic
+from cloudbank.platform import app as platform_app
 from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.server import build_root
+from cloudbank.seat import app as seat_app
+from cloudbank.video import app as video_app
+from cloudbank.video.room import SinkFactory
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 CHROMIUM = "/usr/bin/chromium"
@@ -183,14 +187,24 @@ async def add_people(config: Config) -> dict[str, str]:
         await engine.dispose()
 
 
+def compose(config: Config, video_sinks: Sequence[SinkFactory] | None) -> web.Application:
+    """`cloudbank up`'s composition (build_root); with `video_sinks`, the video node gets those stages."""
+    if video_sinks is None:
+        return build_root(config, ["platform", "video", "seat"])
+    root = web.Application()
+    root.add_subapp("/api/", platform_app.create_app(config))
+    root.add_subapp("/video/", video_app.create_app(config, sinks=video_sinks))
+    root.add_subapp("/seat/", seat_app.create_app(config))
+    return root
+
+
 @contextlib.asynccontextmanager
-async def running_seat(config: Config) -> AsyncIterator[Seat]:
+async def running_seat(config: Config, video_sinks: Sequence[SinkFactory] | None = None) -> AsyncIterator[Seat]:
     port = free_port()
     config = config.with_(port=port)
     people = await add_people(config)
     # A short shutdown: open WebSockets (events, signalling) must not hold the test's teardown.
-    runner = web.AppRunner(build_root(config, ["platform", "video", "seat"]), access_log=None,
-                           shutdown_timeout=3.0)
+    runner = web.AppRunner(compose(config, video_sinks), access_log=None, shutdown_timeout=3.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
@@ -204,6 +218,12 @@ async def running_seat(config: Config) -> AsyncIterator[Seat]:
 async def seat(config: Config) -> AsyncIterator[Seat]:
     async with running_seat(config.with_(login_max_failures=3, login_lockout_s=60)) as running:
         yield running
+
+
+@pytest.fixture
+def seat_with() -> Callable[..., contextlib.AbstractAsyncContextManager[Seat]]:
+    """`seat_with(config, video_sinks)`: a deployment whose video node runs the given stages."""
+    return running_seat
 
 
 @pytest.fixture

