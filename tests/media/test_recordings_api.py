@@ -193,6 +193,9 @@ async def test_export_zip_holds_files_manifest_audit_and_report(media: Any, reco
     exported = [r for r in records if r.action == "recording.exported"]
     assert len(exported) == 1 and exported[0].details["bytes"] == len(data)
     assert not list((media.config.data / "media" / "tmp").glob("*"))  # the temporary zip is gone
+    # The accesses appended to the chain keep it verifiable end to end (files included).
+    result = await AuditChain(media.engine).verify(media.config.data)
+    assert result.ok, str(result)
 
 
 async def test_retention_purges_expired_recordings_with_an_audit_record(media: Any, record: Any) -> None:
