@@ -19,6 +19,7 @@ import contextlib
 import fractions
 import json
 import os
+import signal
 import socket
 import statistics
 import sys
@@ -254,7 +255,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 # --- the runs ----------------------------------------------------------------------------------
 
 async def run_node(config: Config, calls: int, seconds: float, video: list[bytes],
-                   audio: list[bytes]) -> dict[str, Any]:
+                   audio: list[bytes], sinks: bool = True) -> dict[str, Any]:
     from cloudbank.platform.records import create_engine
     from cloudbank.platform.server import prepare_database
     from cloudbank.platform.tokens import KeyRing
@@ -264,7 +265,7 @@ async def run_node(config: Config, calls: int, seconds: float, video: list[bytes
     env = dict(os.environ, CLOUDBANK_DATA=str(config.data), CLOUDBANK_REDIS_URL=str(config.redis_url),
                CLOUDBANK_DATABASE_URL=config.effective_database_url, CLOUDBANK_VIDEO_NODE_ID="bench",
                CLOUDBANK_VIDEO_DRAIN_S="2")
-    proc = await _spawn(["node", str(port)], "is up", env)
+    proc = await _spawn(["node" if sinks else "bare-node", str(port)], "is up", env)
     engine = create_engine(config.effective_database_url)
     keys = KeyRing(engine)
     await keys.load()
@@ -342,10 +343,12 @@ async def run_transcode(seconds: float, video: list[bytes], audio: list[bytes]) 
             "transcode_latency_ms_p50": round(statistics.median(lat), 1) if lat else None}
 
 
-async def bench(config: Config, calls: int, seconds: float, speech: bool) -> dict[str, Any]:
+async def bench(config: Config, calls: int, seconds: float, speech: bool,
+                forwarding_only: bool = True) -> dict[str, Any]:
     video = pre_encode_video()
     audio = pre_encode_audio(0.2 if speech else QUIET_DBFS_AMPLITUDE)
     node = await run_node(config, calls, seconds, video, audio)
+    bare = await run_node(config, calls, min(seconds, 15), video, audio, sinks=False) if forwarding_only else None
     p2p = await run_p2p(min(seconds, 15), video, audio)
     transcode = await run_transcode(min(seconds, 15), video, audio)
     per_call = node["server_cpu_pct"] / calls
@@ -360,22 +363,33 @@ async def bench(config: Config, calls: int, seconds: float, speech: bool) -> dic
         "latency_ms_p50": node["latency_ms_p50"],
         "latency_samples": node["latency_samples"],
         **p2p, **transcode,
+        "forwarding_only_cpu_pct_per_call": round(bare["server_cpu_pct"] / calls, 2) if bare else None,
         "cpus": os.cpu_count(),
     }
 
 
 # --- the server processes ----------------------------------------------------------------------
 
-def _serve_node(port: int) -> None:
+def _serve_node(port: int, sinks: bool) -> None:
+    """The video node alone on `port`, as `cloudbank video` runs it; `sinks=False`: forwarding only."""
     from cloudbank.platform.config import load_config
-    from cloudbank.platform.server import serve
+    from cloudbank.video.app import create_app
 
     config = load_config({"port": port, "host": "127.0.0.1"})
 
-    async def ready(_c: Config) -> None:
+    async def main() -> None:
+        root = web.Application()
+        root.add_subapp("/video/", create_app(config, sinks=None if sinks else []))
+        runner = web.AppRunner(root, handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         print("node is up", flush=True)
+        await stop.wait()
+        await runner.cleanup()
 
-    asyncio.run(serve(config, ["video"], on_ready=ready))
+    asyncio.run(main())
 
 
 def _serve_relay(port: int) -> None:
@@ -434,6 +448,8 @@ def _serve_relay(port: int) -> None:
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calls", type=int, default=4, help="calls running at once through the node (default 4)")
     p.add_argument("--seconds", type=float, default=20.0, help="measuring window per run (default 20)")
+    p.add_argument("--no-forwarding-only", action="store_true",
+                   help="skip the extra run of the node without recording/transcript/snapshot sinks")
     p.add_argument("--speech", action="store_true",
                    help="send a speech-level tone so the transcription tap runs recognition too")
 
@@ -449,7 +465,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         cfg = config.with_(data=data, database_url=f"sqlite+aiosqlite:///{data / 'bench.sqlite3'}")
 
         def go(c: Config) -> dict[str, Any]:
-            return asyncio.run(bench(c, args.calls, args.seconds, args.speech))
+            return asyncio.run(bench(c, args.calls, args.seconds, args.speech,
+                                     forwarding_only=not args.no_forwarding_only))
 
         if cfg.redis_url is None:
             with EmbeddedRedis(data / "redis") as embedded:
@@ -472,6 +489,9 @@ def _register() -> None:
 
 if __name__ == "__main__":
     mode, port_text = sys.argv[1], sys.argv[2]
-    (_serve_node if mode == "node" else _serve_relay)(int(port_text))
+    if mode == "relay":
+        _serve_relay(int(port_text))
+    else:
+        _serve_node(int(port_text), sinks=mode == "node")
 else:
     _register()

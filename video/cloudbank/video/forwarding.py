@@ -285,8 +285,9 @@ class SendPort:
         out = RtpPacket(payload_type=self.codec.payloadType or 0, marker=packet.marker,
                         sequence_number=seq, timestamp=ts, ssrc=sender._ssrc, payload=packet.payload)
         out.padding_size = packet.padding_size
+        ntp = clock.current_ntp_time()  # once per packet: it is not free
         out.extensions.mid = self._mid
-        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        out.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
         out.extensions.audio_level = packet.extensions.audio_level
         s: Any = sender
         s._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = out
@@ -295,7 +296,7 @@ class SendPort:
         except ConnectionError:
             return False
         # What aiortc's own send loop updates, so its RTCP sender reports describe this stream.
-        s._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()
+        s._RTCRtpSender__ntp_timestamp = ntp
         s._RTCRtpSender__rtp_timestamp = ts
         s._RTCRtpSender__octet_count += len(packet.payload)
         s._RTCRtpSender__packet_count += 1
