@@ -81,3 +81,17 @@ async def test_records_are_listed_by_subject(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(audit_log))).scalar_one() == 2
     assert [r.action for r in await chain.records(subject="s2")] == ["b"]
+
+
+async def test_purged_files_may_be_missing_but_not_altered(engine: AsyncEngine, tmp_path: Path) -> None:
+    evidence = tmp_path / "a.webm"
+    evidence.write_bytes(b"kept")
+    chain = AuditChain(engine)
+    await chain.append("node", "recording.finished", "session:s1",
+                       {"files": [{"path": "a.webm", "sha256": hashlib.sha256(b"kept").hexdigest()}]})
+    evidence.unlink()
+    assert not (await chain.verify(base=tmp_path)).ok
+    await chain.append("retention", "recording.purged", "session:s1")
+    assert (await chain.verify(base=tmp_path)).ok
+    evidence.write_bytes(b"put back, but different")
+    assert "does not match" in (await chain.verify(base=tmp_path)).problem

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from cloudbank.media.recordings import RecordingsCatalogue
-from cloudbank.platform.audit import AuditChain
+from cloudbank.platform.audit import PURGED_ACTION, AuditChain
 from cloudbank.platform.records import media_settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,7 +54,7 @@ async def purge_expired(catalogue: RecordingsCatalogue, audit: AuditChain, engin
     for recording in await catalogue.expired(settings.retention_days, now):
         if await catalogue.purge(recording):
             # No "files" key: the chain verifier would look for the files that were just deleted.
-            await audit.append(actor, "recording.purged", f"session:{recording.session_id}", {
+            await audit.append(actor, PURGED_ACTION, f"session:{recording.session_id}", {
                 "manifest_sha256": recording.manifest_sha256, "retention_days": settings.retention_days,
                 "started_at": recording.started_at, "ended_at": recording.ended_at})
             purged.append(recording.session_id)

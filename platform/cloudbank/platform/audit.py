@@ -39,6 +39,10 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# Retention deletes recordings on purpose and records it with this action on the same subject.
+PURGED_ACTION = "recording.purged"
+
+
 @dataclass(frozen=True)
 class AuditRecord:
     seq: int
@@ -112,7 +116,14 @@ class AuditChain:
                 last = rows[-1].seq
 
     async def verify(self, base: Path | None = None) -> VerifyResult:
-        """Walk the whole chain; file paths in records are resolved against `base` when relative."""
+        """Walk the whole chain; file paths in records are resolved against `base` when relative.
+
+        A file may be missing only when a later record purged its subject (retention): the deletion
+        is then itself on the chain. A file that exists must still match its hash.
+        """
+        async with self.engine.connect() as conn:
+            purged = set((await conn.execute(sa.select(audit_log.c.subject).where(
+                audit_log.c.action == PURGED_ACTION))).scalars())
         prev, expected_seq, count = GENESIS_HASH, 1, 0
         async for r in self._walk():
             if r.seq != expected_seq:
@@ -121,7 +132,7 @@ class AuditChain:
                 return VerifyResult(False, count, r.seq, "its link to the previous record does not match")
             if record_hash(r.seq, r.at, r.actor, r.action, r.subject, r.details, r.prev_hash) != r.hash:
                 return VerifyResult(False, count, r.seq, "its content does not match its hash")
-            problem = await asyncio.to_thread(_check_files, r.details, base)
+            problem = await asyncio.to_thread(_check_files, r.details, base, r.subject in purged)
             if problem:
                 return VerifyResult(False, count, r.seq, problem)
             prev, expected_seq, count = r.hash, expected_seq + 1, count + 1
@@ -132,7 +143,7 @@ class AuditChain:
         return VerifyResult(True, count)
 
 
-def _check_files(details_json: str, base: Path | None) -> str:
+def _check_files(details_json: str, base: Path | None, purged: bool) -> str:
     try:
         files = json.loads(details_json).get("files", [])
     except (ValueError, AttributeError):
@@ -142,6 +153,8 @@ def _check_files(details_json: str, base: Path | None) -> str:
         if base is not None and not path.is_absolute():
             path = base / path
         if not path.is_file():
+            if purged:
+                continue
             return f"file {path} is missing"
         if file_sha256(path) != entry.get("sha256"):
             return f"file {path} does not match its recorded SHA-256"
