@@ -56,7 +56,10 @@ async def seed_demo(directory: Directory) -> SeedResult:
     await directory.ensure_branch(*DEMO_BRANCH)
     result = SeedResult(created=True)
     teller_skills = await catalogue.default_teller_skills()
-    for role, username in (("teller", "teller1"), ("supervisor", "supervisor1"), ("admin", "admin1")):
+    # Two admins, so that the media console's maker-checker (a second admin approves) can be tried.
+    people = (("teller", "teller1"), ("teller", "teller2"), ("supervisor", "supervisor1"),
+              ("admin", "admin1"), ("admin", "admin2"))
+    for role, username in people:
         _, password = await directory.add_user(username, role, display_name=f"Demo {role}",
                                                skills=teller_skills if role == "teller" else None)
         result.accounts.append((role, username, password))
