@@ -289,3 +289,21 @@ async def test_intruders_are_refused_and_the_call_goes_on(node: Client, call: tu
     await frames_keep_coming(customer, 2)
     await frames_keep_coming(teller, 1)
     assert customer.errors() == [] and teller.errors() == []
+
+
+async def test_a_failed_party_does_not_end_the_room_under_one_still_joining(node: Client) -> None:
+    baseline = len(asyncio.all_tasks())
+    waiting = await open_ws(node, await token(node, "customer"))  # connected, has not offered yet
+    teller = await open_ws(node, await token(node, "teller"))
+    await teller.send_json({"type": "offer", "sdp": "v=0"})
+    assert (await next_error(teller))["code"] == "bad_sdp"
+    await teller.close()
+    await asyncio.sleep(0.2)
+    room = node.app[ROOMS].get("s1")
+    assert room is not None and not room.closed
+    pc, sdp = await offer_sdp()
+    await waiting.send_json({"type": "offer", "sdp": sdp})
+    assert (await waiting.receive_json(timeout=5))["type"] == "answer"
+    await pc.close()
+    await waiting.close()
+    await settled(node, baseline)

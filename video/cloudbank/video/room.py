@@ -108,6 +108,7 @@ class Room:
         self.prepare_peer = prepare_peer
         self.on_empty = on_empty
         self.closed = False
+        self.sockets = 0  # signalling connections open on this room, offered or not
         self._lock = asyncio.Lock()
         self.sinks: list[PacketSink] = []
         for factory in sinks:
@@ -185,7 +186,7 @@ class Room:
         await self._drop(member)
         if current:
             await self._tell_others(member, {"type": "peer.left", "party": member.party})
-            if not self.members:
+            if not self.members and not self.sockets:
                 await self.close()
 
     async def close(self) -> None:

@@ -153,6 +153,7 @@ class Connection:
 
     async def run(self, servers: list[dict[str, Any]]) -> None:
         self._main = asyncio.current_task()
+        self.room.sockets += 1  # the room must not end under a socket that has not offered yet
         try:
             await self.send({"type": "joined", "session_id": self.room.session_id, "party": self.party,
                              "peers": [p for p in self.room.parties() if p != self.party],
@@ -193,10 +194,11 @@ class Connection:
             self._watchdog.cancel()
             with contextlib.suppress(BaseException):
                 await self._watchdog
+        self.room.sockets -= 1
         if self.member is not None:
             await self.room.leave(self.member)
-        elif not self.room.members and not self.room.closed:
-            await self.room.close()
+        if not self.room.members and not self.room.sockets and not self.room.closed:
+            await self.room.close()  # the last one out ends the call
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()
