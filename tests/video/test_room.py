@@ -147,7 +147,17 @@ async def test_each_room_gets_the_recorder_and_snapshots(aiohttp_client: MakeCli
         await teller.ws.send_json({"type": "snapshot"})
         await until(lambda: any(m.get("type") == "snapshot" for m in teller.messages))
         shot = next(m for m in teller.messages if m.get("type") == "snapshot")
-        assert shot["url"].endswith(".jpg") and shot["faces"] == []
+        assert shot["url"].startswith("/video/snapshots/s1/") and shot["faces"] == []
+        path = shot["url"].removeprefix("/video")
+        teller_token = await token(node, "teller")
+        resp = await node.get(f"{path}?token={teller_token}")
+        assert resp.status == 200 and (await resp.read())[:2] == b"\xff\xd8"  # a JPEG
+        for tok, status in ((await token(node, "customer"), 403), ("", 401),
+                            (await join_token(node.app[ENGINE], "s2", "teller", NODE), 403)):
+            assert (await node.get(f"{path}?token={tok}")).status == status
+        for bad in ("/snapshots/s1/..%2F..%2Fcloudbank.sqlite3", "/snapshots/s1/customer-9999.jpg",
+                    "/snapshots/..%2Fx/customer-0001.jpg"):
+            assert (await node.get(f"{bad}?token={teller_token}")).status in (403, 404), bad
     finally:
         await customer.close()
         await teller.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 from aiohttp import web
 from aiortc.rtp import RtpPacket
 from cloudbank.platform.config import Config
-from cloudbank.platform.service import AUDIT, CONFIG, REDIS, service_app
+from cloudbank.platform.errors import Forbidden, NotFound
+from cloudbank.platform.service import AUDIT, CONFIG, REDIS, authenticate, service_app
 from cloudbank.video.asr import AsrService
 from cloudbank.video.ice import allowed_networks, gather_addresses, restrict_ice
 from cloudbank.video.packets import KeyframeRequester, PacketSink, TrackInfo
@@ -42,7 +44,30 @@ def create_app(config: Config, sinks: Sequence[SinkFactory] | None = None) -> we
     app.cleanup_ctx.append(_media)
     app.on_shutdown.append(_drain)
     app.router.add_get("/ws", video_ws)
+    app.router.add_get("/snapshots/{session}/{name}", snapshot_file)
     return app
+
+
+SNAPSHOT_NAME = re.compile(r"^[a-z]+-[0-9]{4,9}\.jpg$")
+
+
+async def snapshot_file(request: web.Request) -> web.StreamResponse:
+    """A call's snapshot, for its teller or supervisor (join token of that session, `?token=`)."""
+    from cloudbank.video.recorder import recording_folder
+
+    claims = await authenticate(request, roles=["join"], scope=None)
+    session_id, name = request.match_info["session"], request.match_info["name"]
+    if claims.scope != f"session:{session_id}" or claims.get("party") not in ("teller", "supervisor"):
+        raise Forbidden("only the call's teller or supervisor may see its snapshots")
+    if not SNAPSHOT_NAME.match(name):
+        raise NotFound("no such snapshot")
+    try:
+        path = recording_folder(request.app[CONFIG], session_id) / "snapshots" / name
+    except ValueError:
+        raise NotFound("no such snapshot") from None
+    if not path.is_file():
+        raise NotFound("no such snapshot")
+    return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"})
 
 
 async def _media(app: web.Application) -> AsyncIterator[None]:
@@ -88,7 +113,7 @@ class CallSinks:
         folder = recording_folder(config, session_id)  # refuses ids that are not plain names
         self.app = app
         self.recorder = Recorder(session_id, folder, request_keyframe)
-        self.snapshots = SnapshotTaker(session_id, config.data / "snapshots" / session_id, request_keyframe,
+        self.snapshots = SnapshotTaker(session_id, folder, request_keyframe,
                                        audit=app[AUDIT], data_root=config.data, actor=f"video:{app[NODE_ID]}",
                                        redis=app[REDIS])
         self.transcript: Any = None
