@@ -215,14 +215,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(pid: int, seconds: float, parties: list[Party]) -> tuple[float, list[int], list[int]]:
-    """Server CPU % of one core over the window, and frames sent/received per party in it."""
+async def measure(pid: int, seconds: float,
+                  parties: list[Party]) -> tuple[float, float, list[int], list[int]]:
+    """Server and client (this process) CPU % of one core over the window; frames sent/received
+    per party in it. When the client nears a core, its latency figures suffer too."""
     sent0 = [p.video.count for p in parties]
     got0 = [p.frames for p in parties]
-    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+    cpu0, own0, wall0 = cpu_seconds(pid), cpu_seconds(os.getpid()), time.monotonic()
     await asyncio.sleep(seconds)
-    cpu = 100 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
-    return cpu, [p.video.count - s for p, s in zip(parties, sent0, strict=True)], \
+    wall = time.monotonic() - wall0
+    cpu = 100 * (cpu_seconds(pid) - cpu0) / wall
+    own = 100 * (cpu_seconds(os.getpid()) - own0) / wall
+    return cpu, own, [p.video.count - s for p, s in zip(parties, sent0, strict=True)], \
         [p.frames - g for p, g in zip(parties, got0, strict=True)]
 
 
@@ -283,7 +287,7 @@ async def run_node(config: Config, calls: int, seconds: float, video: list[bytes
                     await _join_node(party, session, url, token, sockets)
             await asyncio.gather(*(p.connected() for p in parties))
             await asyncio.sleep(3)  # first keyframes, recorder threads, warm caches
-            cpu, sent, got = await measure(proc.pid, seconds, parties)
+            cpu, client_cpu, sent, got = await measure(proc.pid, seconds, parties)
             # a party receives what the other party of its call sent
             pairs = [(got[i], sent[i ^ 1]) for i in range(len(parties))]
             ratio = sum(g for g, _ in pairs) / max(1, sum(s for _, s in pairs))
@@ -295,7 +299,8 @@ async def run_node(config: Config, calls: int, seconds: float, video: list[bytes
             await p.close()
         await _stop(proc)
         await engine.dispose()
-    return {"server_cpu_pct": round(cpu, 1), "frames_delivered_ratio": round(min(1.0, ratio), 4),
+    return {"server_cpu_pct": round(cpu, 1), "client_cpu_pct": round(client_cpu, 1),
+            "frames_delivered_ratio": round(min(1.0, ratio), 4),
             "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
             "latency_samples": len(latencies)}
 
@@ -333,7 +338,7 @@ async def run_transcode(seconds: float, video: list[bytes], audio: list[bytes]) 
         await asyncio.gather(customer.connected(), teller.connected())
         await asyncio.sleep(3)
         teller.latencies.clear()
-        cpu, _, _ = await measure(proc.pid, seconds, [customer, teller])
+        cpu, _, _, _ = await measure(proc.pid, seconds, [customer, teller])
         lat = teller.latencies
     finally:
         await customer.close()
@@ -364,6 +369,8 @@ async def bench(config: Config, calls: int, seconds: float, speech: bool,
         "latency_samples": node["latency_samples"],
         **p2p, **transcode,
         "forwarding_only_cpu_pct_per_call": round(bare["server_cpu_pct"] / calls, 2) if bare else None,
+        "forwarding_only_latency_ms_p50": bare["latency_ms_p50"] if bare else None,
+        "client_cpu_pct": node["client_cpu_pct"],
         "cpus": os.cpu_count(),
     }
 
