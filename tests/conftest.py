@@ -32,8 +32,10 @@ async def redis_url(redis_server: EmbeddedRedis) -> AsyncIterator[str]:
 def config(tmp_path: Path, redis_url: str) -> Config:
     data = tmp_path / "data"
     data.mkdir()
+    # video_transcribe off: a video node would otherwise load the ~530 MB vosk model at every start;
+    # the ASR tests build their service from the shared model fixture instead.
     return Config(data=data, redis_url=redis_url, port=0,
-                  database_url=f"sqlite+aiosqlite:///{data / 'cloudbank.sqlite3'}")
+                  database_url=f"sqlite+aiosqlite:///{data / 'cloudbank.sqlite3'}", video_transcribe=False)
 
 
 @pytest.fixture
