@@ -153,7 +153,7 @@ class CallSinks:
 async def _asr(app: web.Application) -> AsyncIterator[None]:
     """The node's speech recognition, when a model can be loaded (else calls are not transcribed)."""
     config = app[CONFIG]
-    if config.asr_pool_size <= 0:
+    if not config.video_transcribe:
         yield
         return
     try:
