@@ -216,7 +216,9 @@ async def running_seat(config: Config, video_sinks: Sequence[SinkFactory] | None
 
 @pytest.fixture
 async def seat(config: Config) -> AsyncIterator[Seat]:
-    async with running_seat(config.with_(login_max_failures=3, login_lockout_s=60)) as running:
+    # No live transcription here (the model costs ~530 MB and seconds per node): test_live_media has it.
+    async with running_seat(config.with_(login_max_failures=3, login_lockout_s=60, video_transcribe=False)
+                            ) as running:
         yield running
 
 
@@ -229,7 +231,7 @@ def seat_with() -> Callable[..., contextlib.AbstractAsyncContextManager[Seat]]:
 @pytest.fixture
 async def short_token_seat(config: Config) -> AsyncIterator[Seat]:
     """A deployment whose sign-ins last 3 s (below what the settings parser allows, on purpose)."""
-    async with running_seat(config.with_(user_token_ttl_s=3)) as running:
+    async with running_seat(config.with_(user_token_ttl_s=3, video_transcribe=False)) as running:
         yield running
 
 

