@@ -335,3 +335,20 @@ async def test_http_storm_on_two_nodes_never_double_offers(api: Client, api2: Cl
     board = await ok(await api2.get("/wallboard", headers=staff(api2)))
     assert board["queues"]["general"]["waiting"] == 40
     assert board["queues"]["general"]["tellers"]["busy"] == 40
+
+
+async def test_no_video_node_leaves_the_offer_ringing(aiohttp_client: MakeClient, config: Config) -> None:
+    """With the real sessions module and no live video node, accept is a 503 that consumes nothing."""
+    pytest.importorskip("cloudbank.platform.sessions")
+    api = await aiohttp_client(create_app(config))
+    await Catalogue(api.app[ENGINE]).upsert(Service("general", "General enquiry", "general"))
+    _, kh = await kiosk(api)
+    ticket = await take_ticket(api, kh)
+    _, th = await teller(api, "hana")
+    offer = (await ok(await api.post("/teller/state", json={"state": "ready"}, headers=th)))["teller"]["offer_id"]
+    resp = await api.post(f"/offers/{offer}/accept", headers=th)
+    assert resp.status == 503, await resp.text()
+    me = (await ok(await api.get("/teller", headers=th)))["teller"]
+    assert (me["state"], me["offer_id"]) == ("offered", offer)
+    assert (await ok(await api.get(f"/tickets/{ticket['id']}", headers=kh)))["ticket"]["state"] == "offered"
+    assert [e for e, _ in await queue_log(api)] == ["enter", "offer"]

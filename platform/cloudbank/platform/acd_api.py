@@ -154,30 +154,52 @@ async def get_teller(request: web.Request) -> web.Response:
     return web.json_response({"teller": view, "queues": queues})
 
 
-async def default_session_starter(app: web.Application, ticket: dict[str, Any], teller_id: str) -> dict[str, Any]:
-    """P2's `sessions.start_session` (looked up at call time, so either side may land first)."""
+def _sessions() -> Any:
+    """P2's sessions module, looked up at call time so either side could land first."""
     try:
-        sessions = importlib.import_module("cloudbank.platform.sessions")
+        return importlib.import_module("cloudbank.platform.sessions")
     except ModuleNotFoundError as exc:
         if exc.name != "cloudbank.platform.sessions":
             raise
-        return {"session": None, "video": None}
-    result: dict[str, Any] = await sessions.start_session(app, ticket=ticket, teller_id=teller_id)
-    return result
+        return None
+
+
+async def _no_sessions(app: web.Application, ticket: dict[str, Any], teller_id: str) -> dict[str, Any]:
+    return {"session": None, "video": None}
+
+
+async def _session_starter(app: web.Application) -> SessionStarter:
+    """The injected starter, else sessions.start_session on a video node picked *before* the offer is
+    consumed: with no live node the 503 leaves the offer ringing and the teller may retry."""
+    injected = app.get(SESSION_STARTER)
+    if injected is not None:
+        return injected
+    sessions = _sessions()
+    if sessions is None:
+        return _no_sessions
+    node = await sessions.pick_node(app[REDIS])
+
+    async def start(app: web.Application, ticket: dict[str, Any], teller_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await sessions.start_session(app, ticket=ticket, teller_id=teller_id, node=node)
+        return result
+
+    return start
 
 
 @routes.post("/offers/{offer_id}/accept")
 async def accept(request: web.Request) -> web.Response:
-    """Take the offered call: the session starts and the teller gets `{session, video}`."""
+    """Take the offered call: the session starts and the teller gets `{session, video, ticket}`."""
     teller_id = await _teller(request)
+    offer_id = _path_id(request, "offer_id")
     app = request.app
     router = app[ROUTER]
-    raw = await router.accept(_path_id(request, "offer_id"), teller_id)
+    await router.check_offer(offer_id, teller_id)  # 404/409 before a video node is reserved
+    starter = await _session_starter(app)
+    raw = await router.accept(offer_id, teller_id)
     ticket = {"id": raw["id"], "service": raw["queue"], "customer": raw["customer"], "channel": raw["channel"],
               "branch": raw.get("branch", ""), "priority": raw["priority"],
               "transfers": int(raw.get("transfers") or 0), "waited_s": round(
                   float(raw["accepted_at"]) - float(raw["enq"]), 1)}
-    starter = app.get(SESSION_STARTER, default_session_starter)
     try:
         started = await starter(app, ticket, teller_id)
     except Exception:

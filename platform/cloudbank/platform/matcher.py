@@ -25,6 +25,7 @@ log = logging.getLogger("cloudbank.acd")
 
 TICK_S = 0.5
 PERSIST_S = 2.0
+STOP_TIMEOUT_S = 10.0
 QUEUE_LOG = web.AppKey("acd_queue_log", QueueLog)
 
 
@@ -42,21 +43,20 @@ async def run_once(app: web.Application, consumer: str, persist: bool) -> None:
         await sync_queues(app)
 
 
-async def _loop(app: web.Application, consumer: str) -> None:
+async def _loop(app: web.Application, consumer: str, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     last_persist = 0.0
-    while True:
+    while not stop.is_set():
         try:
             persist = loop.time() - last_persist >= PERSIST_S
             await run_once(app, consumer, persist)
             if persist:
                 last_persist = loop.time()
-        except asyncio.CancelledError:
-            raise
         except Exception:  # noqa: BLE001 - keep matching through a Redis or database hiccup
             log.exception("ACD matcher pass failed; retrying")
             await asyncio.sleep(1.0)
-        await asyncio.sleep(TICK_S)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), TICK_S)
 
 
 async def acd_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -66,10 +66,14 @@ async def acd_ctx(app: web.Application) -> AsyncIterator[None]:
     app[QUEUE_LOG] = QueueLog(app[REDIS], app[ENGINE])
     await sync_queues(app)
     consumer = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-    task = asyncio.create_task(_loop(app, consumer), name="acd-matcher")
+    stop = asyncio.Event()
+    task = asyncio.create_task(_loop(app, consumer, stop), name="acd-matcher")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # Let the current pass finish rather than cancel it inside a database transaction.
+    stop.set()
+    try:
+        await asyncio.wait_for(task, STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("ACD matcher did not stop within %s s; cancelled", STOP_TIMEOUT_S)
     with contextlib.suppress(Exception):  # a last copy of the queue log, best effort on the way out
         await app[QUEUE_LOG].persist(consumer)

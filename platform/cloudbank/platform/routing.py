@@ -330,6 +330,14 @@ class Router:
                       for k in ("calls", "offered", "missed", "declined", "handle_s")},
         }
 
+    async def check_offer(self, offer_id: str, teller_id: str) -> None:
+        """Refuse (404/409) an offer that is not this teller's or has expired, without changing anything."""
+        teller, expires = await self.redis.hmget(f"{P}o:{offer_id}", "teller", "expires")
+        if teller is None or _s(teller) != teller_id:
+            raise NotFound(_ERRORS["no_offer"].message, reason="no_offer")
+        if self.clock() > float(_s(expires)):
+            raise Conflict(_ERRORS["expired"].message, reason="expired")
+
     async def accept(self, offer_id: str, teller_id: str) -> dict[str, Any]:
         """The teller takes the call; returns the ticket's raw fields (customer, queue, channel...)."""
         result = await self._run("ACCEPT", offer_id, teller_id)
