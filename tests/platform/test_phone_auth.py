@@ -146,7 +146,8 @@ async def test_bad_input_is_refused_and_changes_nothing(api: Client, path: str, 
     resp = await api.post(path, data=body, headers={"Content-Type": "application/json"})
     assert resp.status == status, await resp.text()
     assert needle in (await resp.json())["message"]
-    assert await api.app[REDIS].keys("*") == [] and _sender(api).sent == []
+    assert await api.app[REDIS].keys("otp:*") == [] and await api.app[REDIS].keys("phone:*") == []
+    assert _sender(api).sent == []
 
 
 async def test_a_phone_token_is_not_a_teller_token(api: Client) -> None:

@@ -1,0 +1,503 @@
+"""Call sessions: one accepted ticket = one session = one room on one video node.
+
+State machine (every move is a compare-and-set on the session's row, so two platform nodes
+cannot both make a move; an illegal move is a 409):
+
+    connecting ─> active <─> on_hold
+        │            │          │
+        ├────────────┴──────────┴─> transferring ─> wrap_up ─> closed
+        └───────────────────────────────────────────> wrap_up
+    (connecting may also close at once when the customer never arrives)
+
+A session starts when a teller accepts an offer (`start_session`, called by the ACD's accept
+handler): it is placed on the live, non-draining video node with the fewest calls, and each party
+gets a join token scoped to that session and its role. Parties re-join with fresh tokens;
+supervisors of the session's queue monitor it. Tellers push forms, documents and signature
+requests; customers answer them. Tellers ask supervisors for authorisation. Every change is
+appended to the audit chain and sent to the session's audience as an event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from cloudbank.platform import acd_link, events
+from cloudbank.platform.audit import file_sha256
+from cloudbank.platform.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from cloudbank.platform.identity import Directory
+from cloudbank.platform.records import sessions
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
+from cloudbank.platform.tokens import Claims
+from redis.asyncio import Redis
+
+STATES = ("connecting", "active", "on_hold", "transferring", "wrap_up", "closed")
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "connecting": frozenset({"active", "transferring", "wrap_up", "closed"}),
+    "active": frozenset({"on_hold", "transferring", "wrap_up"}),
+    "on_hold": frozenset({"active", "transferring", "wrap_up"}),
+    "transferring": frozenset({"wrap_up", "closed"}),
+    "wrap_up": frozenset({"closed"}),
+    "closed": frozenset(),
+}
+LIVE = ("connecting", "active", "on_hold")
+SESSION_ID_RE = re.compile(r"^[0-9a-f-]{36}$")
+DISPOSITION_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+# A freshly placed call counts against its node until the node's own count (refreshed every 3 s) has it.
+PLACEMENT_HOLD_S = 10
+PUSH_TTL_S = 24 * 3600
+MAX_SIGNATURE_BYTES = 256 * 1024
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TURN_TTL_S = 3600
+
+
+class NoVideoNode(ApiError):
+    status, code = 503, "no_video_node"
+
+
+def transition_allowed(current: str, target: str) -> bool:
+    return target in TRANSITIONS.get(current, frozenset())
+
+
+# -- video nodes -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VideoNode:
+    id: str
+    url: str
+    calls: int
+    cpu: float
+    draining: bool
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def live_nodes(redis: Redis) -> list[VideoNode]:
+    """Nodes in the registry whose alive key exists (see docs/protocol.md), draining ones included."""
+    raw = {_s(k): _s(v) for k, v in (await redis.hgetall("video:nodes")).items()}
+    nodes: list[VideoNode] = []
+    for node_id, text in sorted(raw.items()):
+        try:
+            info = json.loads(text)
+            node = VideoNode(node_id, str(info["url"]), int(info.get("calls", 0)), float(info.get("cpu", 0.0)),
+                             bool(info.get("draining", False)))
+        except (ValueError, KeyError, TypeError):
+            continue  # a half-written or foreign entry is not a node we can use
+        if await redis.exists(f"video:node:{node_id}:alive"):
+            nodes.append(node)
+    return nodes
+
+
+async def pick_node(redis: Redis) -> VideoNode:
+    """The live, non-draining node with the fewest calls (recent placements included); 503 if none.
+
+    Call this before the ACD consumes an offer, so a refusal leaves the offer intact."""
+    candidates = [n for n in await live_nodes(redis) if not n.draining]
+    if not candidates:
+        raise NoVideoNode("no video node is available; the call cannot start now (the offer stays open)",
+                          retry_after=5)
+    pending = [int(await redis.get(f"video:node:{n.id}:placed") or 0) for n in candidates]
+    _, _, _, best = min((n.calls + p, n.cpu, n.id, n) for n, p in zip(candidates, pending, strict=True))
+    key = f"video:node:{best.id}:placed"
+    await redis.incr(key)
+    await redis.expire(key, PLACEMENT_HOLD_S)
+    return best
+
+
+async def node_by_id(redis: Redis, node_id: str) -> VideoNode | None:
+    for node in await live_nodes(redis):
+        if node.id == node_id:
+            return node
+    return None
+
+
+# -- records -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    ticket_id: str
+    service: str
+    customer: str
+    teller_id: str
+    video_node: str
+    state: str
+    disposition: str | None
+    notes: str | None
+    created_at: float
+    ended_at: float | None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "ticket_id": self.ticket_id, "service": self.service, "state": self.state,
+                "customer": self.customer, "teller_id": self.teller_id, "video_node": self.video_node,
+                "disposition": self.disposition, "created_at": self.created_at, "ended_at": self.ended_at}
+
+
+def _session(row: Any) -> Session:
+    return Session(row.id, row.ticket_id, row.service, row.customer, row.teller_id or "", row.video_node or "",
+                   row.state, row.disposition, row.notes, float(row.created_at),
+                   float(row.ended_at) if row.ended_at is not None else None)
+
+
+def actor(claims: Claims) -> str:
+    """Who did it, for the audit chain: a person's user id, else the client's id."""
+    return claims.sub if claims.role in ("teller", "supervisor", "admin") else f"{claims.role}:{claims.sub}"
+
+
+def customer_client(claims: Claims) -> str | None:
+    return f"{claims.role}:{claims.sub}" if claims.role in ("device", "phone") else None
+
+
+class Sessions:
+    """Session operations over the app's Redis, database, key ring and audit chain."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.redis: Redis = app[REDIS]
+        self.engine = app[ENGINE]
+        self.config = app[CONFIG]
+
+    # -- reading and moving ------------------------------------------------------------------------
+
+    async def get(self, session_id: str) -> Session:
+        if not SESSION_ID_RE.match(session_id):
+            raise NotFound("no such session")
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
+        if row is None:
+            raise NotFound("no such session")
+        return _session(row)
+
+    async def for_party(self, session_id: str, claims: Claims, parties: tuple[str, ...] = ("customer", "teller"),
+                        ) -> tuple[Session, str]:
+        """The session and the caller's party in it; someone else's session is a 404, as is an unknown one."""
+        session = await self.get(session_id)
+        is_customer = customer_client(claims) == session.customer
+        is_teller = claims.role == "teller" and claims.sub == session.teller_id
+        if not (is_customer or is_teller):
+            if claims.role in ("supervisor", "admin"):
+                raise Forbidden(f"only the session's {' or '.join(parties)} may do this")
+            raise NotFound("no such session")
+        party = "customer" if is_customer else "teller"
+        if party not in parties:
+            raise Forbidden(f"only the session's {' or '.join(parties)} may do this")
+        return session, party
+
+    async def move(self, session: Session, target: str, who: str, action: str,
+                   details: dict[str, Any] | None = None, **values: Any) -> Session:
+        """Compare-and-set the state; 409 when the session is not in a state that allows `target`."""
+        sources = [s for s, nxt in TRANSITIONS.items() if target in nxt]
+        if session.state not in sources:
+            raise Conflict(f"the session is {session.state}; it cannot go to {target}", state=session.state)
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sessions.update().where(sessions.c.id == session.id,
+                                                             sessions.c.state == session.state)
+                                     .values(state=target, **values))
+        if res.rowcount != 1:
+            fresh = await self.get(session.id)
+            raise Conflict(f"the session is {fresh.state}; it cannot go to {target}", state=fresh.state)
+        moved = await self.get(session.id)
+        await self.app[AUDIT].append(who, action, f"session:{session.id}",
+                                     {"from": session.state, "to": target, **(details or {})})
+        await events.publish_to_session(self.redis, session.id, {"type": "session.update",
+                                                                 "session": moved.public()})
+        return moved
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    def ice_servers(self, client: str) -> list[dict[str, Any]]:
+        servers: list[dict[str, Any]] = []
+        if self.config.stun_urls:
+            servers.append({"urls": list(self.config.stun_urls)})
+        if self.config.turn_urls and self.config.turn_secret:
+            # TURN REST credentials (coturn's use-auth-secret): valid for TURN_TTL_S, bound to the client.
+            username = f"{int(time.time()) + TURN_TTL_S}:{client}"
+            digest = hmac.new(self.config.turn_secret.encode(), username.encode(), hashlib.sha1).digest()
+            servers.append({"urls": list(self.config.turn_urls), "username": username,
+                            "credential": base64.b64encode(digest).decode()})
+        return servers
+
+    def video(self, session_id: str, node: VideoNode, client: str, party: str) -> dict[str, Any]:
+        """What a party needs to join the room: the node's URL, a join token, ICE servers."""
+        token = self.app[KEYS].issue(client, "join", f"session:{session_id}", self.config.join_token_ttl_s,
+                                     party=party, node=node.id)
+        return {"url": node.url, "token": token, "ice_servers": self.ice_servers(client),
+                "node": node.id, "expires_in": self.config.join_token_ttl_s}
+
+    # -- starting ----------------------------------------------------------------------------------
+
+    async def start(self, ticket: Mapping[str, Any], teller_id: str, node: VideoNode | None = None,
+                    ) -> dict[str, Any]:
+        view = ticket.get("ticket") if isinstance(ticket.get("ticket"), Mapping) else {}
+        assert isinstance(view, Mapping)
+        ticket_id = str(ticket.get("id") or view.get("id") or "")
+        service = str(ticket.get("queue") or ticket.get("service") or view.get("service") or "")
+        customer = str(ticket.get("customer") or "")
+        if not (ticket_id and service and customer and teller_id):
+            raise ValueError("start_session needs the ticket's id, queue/service, customer and a teller id")
+        node = node or await pick_node(self.redis)
+        session_id = str(uuid.uuid4())
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(sessions.insert().values(
+                id=session_id, ticket_id=ticket_id, service=service, customer=customer, teller_id=teller_id,
+                video_node=node.id, state="connecting", created_at=now))
+            # A transferred ticket's earlier leg is over for its teller, who is in wrap-up at the ACD now.
+            earlier = (await conn.execute(sa.select(sessions).where(
+                sessions.c.ticket_id == ticket_id, sessions.c.state == "transferring"))).all()
+        for row in earlier:
+            await self.move(_session(row), "wrap_up", "platform", "session.transferred", {"to": session_id})
+        teller_client = f"user:{teller_id}"
+        await events.add_to_audience(self.redis, session_id, customer)
+        await events.add_to_audience(self.redis, session_id, teller_client)
+        session = await self.get(session_id)
+        await self.app[AUDIT].append(teller_id, "session.started", f"session:{session_id}", {
+            "ticket": ticket_id, "service": service, "customer": customer, "node": node.id})
+        await events.publish(self.redis, customer, {
+            "type": "session.started", "session": session.public(),
+            "video": self.video(session_id, node, customer, "customer")})
+        return {"session": session.public(), "video": self.video(session_id, node, teller_client, "teller")}
+
+    async def join(self, session_id: str, claims: Claims) -> dict[str, Any]:
+        """A fresh join token for a party. When the session's node died, the call moves to a live
+        node and the other party is told (`video.rejoin`) with its own fresh token."""
+        session, party = await self.for_party(session_id, claims)
+        if session.state not in LIVE:
+            raise Conflict(f"the session is {session.state}; there is no call to join", state=session.state)
+        node = await node_by_id(self.redis, session.video_node)
+        if node is None:
+            node = await pick_node(self.redis)
+            async with self.engine.begin() as conn:
+                await conn.execute(sessions.update().where(sessions.c.id == session.id)
+                                   .values(video_node=node.id))
+            await self.app[AUDIT].append(actor(claims), "session.moved", f"session:{session.id}",
+                                         {"from_node": session.video_node, "to_node": node.id})
+            moved = await self.get(session.id)
+            for other, client in (("customer", session.customer), ("teller", f"user:{session.teller_id}")):
+                if other != party:
+                    await events.publish(self.redis, client, {
+                        "type": "video.rejoin", "session": moved.public(),
+                        "video": self.video(session.id, node, client, other)})
+        client = session.customer if party == "customer" else f"user:{session.teller_id}"
+        await self.app[AUDIT].append(actor(claims), "session.joined", f"session:{session.id}", {"party": party})
+        return {"video": self.video(session.id, node, client, party)}
+
+    # -- the teller's moves ------------------------------------------------------------------------
+
+    async def activate(self, session_id: str, claims: Claims) -> Session:
+        session, _ = await self.for_party(session_id, claims)
+        if session.state == "active":
+            return session  # media came up again after a rejoin: nothing to change
+        return await self.move(session, "active", actor(claims), "session.active")
+
+    async def hold(self, session_id: str, claims: Claims) -> Session:
+        session, _ = await self.for_party(session_id, claims, ("teller",))
+        return await self.move(session, "on_hold", actor(claims), "session.hold")
+
+    async def resume(self, session_id: str, claims: Claims) -> Session:
+        session, _ = await self.for_party(session_id, claims, ("teller",))
+        if session.state != "on_hold":
+            raise Conflict(f"the session is {session.state}, not on hold", state=session.state)
+        return await self.move(session, "active", actor(claims), "session.resume")
+
+    async def end(self, session_id: str, claims: Claims) -> Session:
+        """Either party hangs up: the teller goes to wrap-up (at the ACD too)."""
+        session, party = await self.for_party(session_id, claims)
+        moved = await self.move(session, "wrap_up", actor(claims), "session.ended", {"by": party})
+        note = await acd_link.call_ended(self.app, session.teller_id, session.ticket_id)
+        if note:
+            await self.app[AUDIT].append("platform", "session.acd_note", f"session:{session.id}", {"acd": note})
+        await events.publish_to_session(self.redis, session.id, {"type": "session.ended", "by": party,
+                                                                 "session": moved.public()})
+        return moved
+
+    async def transfer(self, session_id: str, claims: Claims, queue: str | None, teller: str | None,
+                       ) -> dict[str, Any]:
+        if (queue is None) == (teller is None):
+            raise BadRequest("transfer to either a queue or a teller")
+        session, _ = await self.for_party(session_id, claims, ("teller",))
+        if not transition_allowed(session.state, "transferring"):
+            raise Conflict(f"the session is {session.state}; it cannot be transferred", state=session.state)
+        ticket = await acd_link.transfer(self.app, session.ticket_id, queue, teller)
+        moved = await self.move(session, "transferring", actor(claims), "session.transfer",
+                                {"to_queue": queue, "to_teller": teller})
+        return {"session": moved.public(), "ticket": ticket}
+
+    async def wrapup(self, session_id: str, claims: Claims, disposition: str, notes: str, service_done: bool,
+                     not_ready: bool, reason: str) -> Session:
+        session, _ = await self.for_party(session_id, claims, ("teller",))
+        if not DISPOSITION_RE.match(disposition):
+            raise BadRequest("disposition must be a code of a-z, 0-9, '_', '.' or '-'", field="disposition")
+        if session.state not in ("wrap_up", "transferring"):
+            raise Conflict(f"the session is {session.state}; end the call before wrapping up", state=session.state)
+        moved = await self.move(session, "closed", actor(claims), "session.wrapup",
+                                {"disposition": disposition, "service_done": service_done, "notes": notes},
+                                disposition=disposition, notes=notes, ended_at=time.time())
+        note = await acd_link.wrapup_done(self.app, session.teller_id, not_ready, reason)
+        if note:
+            await self.app[AUDIT].append("platform", "session.acd_note", f"session:{session.id}", {"acd": note})
+        return moved
+
+    # -- supervisors -------------------------------------------------------------------------------
+
+    async def supervises(self, claims: Claims, service: str) -> bool:
+        if claims.role != "supervisor":
+            return False
+        user = await Directory(self.engine).get_user(claims.sub)
+        return not user.disabled and (not user.queues or service in user.queues)
+
+    async def monitor(self, session_id: str, claims: Claims) -> dict[str, Any]:
+        """A supervisor of the session's queue joins silently (recvonly at the video node)."""
+        session = await self.get(session_id)
+        if not await self.supervises(claims, session.service):
+            raise Forbidden("only a supervisor of this queue may monitor the call")
+        if session.state not in LIVE:
+            raise Conflict(f"the session is {session.state}; there is no call to monitor", state=session.state)
+        node = await node_by_id(self.redis, session.video_node)
+        if node is None:
+            raise NoVideoNode("the call's video node is down; the parties are being moved, try again shortly",
+                              retry_after=5)
+        client = f"user:{claims.sub}"
+        await events.add_to_audience(self.redis, session.id, client)
+        await self.app[AUDIT].append(claims.sub, "session.monitor", f"session:{session.id}", {})
+        return {"session": session.public(), "video": self.video(session.id, node, client, "supervisor")}
+
+    # -- pushes and responses ----------------------------------------------------------------------
+
+    async def push(self, session_id: str, claims: Claims, push: dict[str, Any]) -> dict[str, Any]:
+        session, _ = await self.for_party(session_id, claims, ("teller",))
+        if session.state not in LIVE:
+            raise Conflict(f"the session is {session.state}; nothing can be pushed", state=session.state)
+        push = {**push, "push_id": uuid.uuid4().hex, "state": "pending", "at": time.time()}
+        key = f"session:{session.id}:pushes"
+        await self.redis.hset(key, push["push_id"], json.dumps(push, ensure_ascii=False))
+        await self.redis.expire(key, PUSH_TTL_S)
+        await self.app[AUDIT].append(actor(claims), "session.push", f"session:{session.id}",
+                                     {"push_id": push["push_id"], "kind": push["kind"], "title": push["title"]})
+        await events.publish(self.redis, session.customer, {"type": "push", "session_id": session.id, **push})
+        return push
+
+    async def respond(self, session_id: str, claims: Claims, push_id: str, answer: str,
+                      values: dict[str, str], signature: str | None) -> dict[str, Any]:
+        """The customer answers a push once; a signature is a PNG data URL, stored and hashed."""
+        session, _ = await self.for_party(session_id, claims, ("customer",))
+        if session.state not in LIVE:
+            raise Conflict(f"the session is {session.state}; it takes no answers", state=session.state)
+        key = f"session:{session.id}:pushes"
+        raw = await self.redis.hget(key, push_id) if re.fullmatch(r"[0-9a-f]{32}", push_id) else None
+        if raw is None:
+            raise NotFound("no such push in this session")
+        push: dict[str, Any] = json.loads(_s(raw))
+        png = _check_answer(push, answer, values, signature)
+        # Single answer per push, even with two nodes racing: the first SET NX wins.
+        if not await self.redis.set(f"{key}:{push_id}:answered", "1", nx=True, ex=PUSH_TTL_S):
+            raise Conflict("this push was answered already")
+        details: dict[str, Any] = {"push_id": push_id, "kind": push["kind"], "answer": answer, "values": values}
+        if png is not None:
+            rel = Path("signatures") / session.id / f"{push_id}.png"
+            path = self.config.data / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+            details["files"] = [{"path": str(rel), "sha256": file_sha256(path)}]
+        push.update(state="answered", answer=answer, values=values, answered_at=time.time(),
+                    signature_sha256=details["files"][0]["sha256"] if png is not None else None)
+        await self.redis.hset(key, push_id, json.dumps(push, ensure_ascii=False))
+        await self.app[AUDIT].append(actor(claims), "session.push_response", f"session:{session.id}", details)
+        await events.publish(self.redis, f"user:{session.teller_id}", {
+            "type": "push.response", "session_id": session.id, "push_id": push_id, "kind": push["kind"],
+            "answer": answer, "values": values, "signature_sha256": push["signature_sha256"]})
+        return push
+
+    # -- authorisations ----------------------------------------------------------------------------
+
+    async def request_authorisation(self, session_id: str, claims: Claims, reason: str) -> dict[str, Any]:
+        session, _ = await self.for_party(session_id, claims, ("teller",))
+        if session.state not in LIVE:
+            raise Conflict(f"the session is {session.state}", state=session.state)
+        request = {"id": uuid.uuid4().hex, "session_id": session.id, "service": session.service,
+                   "teller_id": session.teller_id, "reason": reason, "state": "pending", "at": time.time()}
+        await self.redis.set(f"authz:{request['id']}", json.dumps(request, ensure_ascii=False), ex=PUSH_TTL_S)
+        await self.app[AUDIT].append(actor(claims), "authorisation.request", f"session:{session.id}",
+                                     {"authorisation": request["id"], "reason": reason})
+        for sup in await Directory(self.engine).list_users(role="supervisor"):
+            if not sup.disabled and (not sup.queues or session.service in sup.queues):
+                await events.publish(self.redis, f"user:{sup.id}", {"type": "authorisation.request", **request})
+        return request
+
+    async def decide_authorisation(self, authz_id: str, claims: Claims, grant: bool, reason: str,
+                                   ) -> dict[str, Any]:
+        raw = await self.redis.get(f"authz:{authz_id}") if re.fullmatch(r"[0-9a-f]{32}", authz_id) else None
+        if raw is None:
+            raise NotFound("no such authorisation request")
+        request: dict[str, Any] = json.loads(_s(raw))
+        if not await self.supervises(claims, request["service"]):
+            raise Forbidden("only a supervisor of this queue may decide")
+        if not await self.redis.set(f"authz:{authz_id}:decided", claims.sub, nx=True, ex=PUSH_TTL_S):
+            raise Conflict("this request was decided already")
+        request.update(state="granted" if grant else "refused", decided_by=claims.sub, decision_reason=reason,
+                       decided_at=time.time())
+        await self.redis.set(f"authz:{authz_id}", json.dumps(request, ensure_ascii=False), ex=PUSH_TTL_S)
+        await self.app[AUDIT].append(claims.sub, "authorisation." + request["state"],
+                                     f"session:{request['session_id']}",
+                                     {"authorisation": authz_id, "reason": reason})
+        await events.publish(self.redis, f"user:{request['teller_id']}",
+                             {"type": "authorisation.result", **request})
+        return request
+
+
+def _check_answer(push: dict[str, Any], answer: str, values: dict[str, str], signature: str | None,
+                  ) -> bytes | None:
+    """Refuse answers that do not fit the push; returns the signature PNG's bytes when one is due."""
+    if push["kind"] == "form" and answer == "accept":
+        fields = {f["name"]: f for f in push.get("fields") or []}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise BadRequest(f"the form has no field '{unknown[0][:64]}'", field="values")
+        missing = [n for n, f in fields.items() if f.get("required") and not values.get(n, "").strip()]
+        if missing:
+            raise BadRequest(f"the form's field '{missing[0]}' is required", field="values")
+    elif values:
+        raise BadRequest("values only answer an accepted form", field="values")
+    if push["kind"] != "signature_request" or answer != "accept":
+        if signature is not None:
+            raise BadRequest("a signature only answers an accepted signature request", field="signature")
+        return None
+    if signature is None:
+        raise BadRequest("accepting a signature request needs the signature", field="signature")
+    prefix = "data:image/png;base64,"
+    if not signature.startswith(prefix):
+        raise BadRequest("the signature must be a data URL of a PNG (data:image/png;base64,...)", field="signature")
+    try:
+        png = base64.b64decode(signature[len(prefix):], validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("the signature is not valid base64", field="signature") from None
+    if len(png) > MAX_SIGNATURE_BYTES:
+        raise BadRequest(f"the signature is larger than {MAX_SIGNATURE_BYTES // 1024} KB", field="signature")
+    if not png.startswith(PNG_MAGIC) or len(png) < 67:
+        raise BadRequest("the signature is not a PNG image", field="signature")
+    return png
+
+
+async def start_session(app: web.Application, ticket: Mapping[str, Any], teller_id: str,
+                        node: VideoNode | None = None) -> dict[str, Any]:
+    """Create a session for an accepted ticket; returns the teller's `{session, video}`.
+
+    `ticket` is what `Router.accept` returns (its raw fields: id, queue, customer, ...). The
+    customer gets `session.started` with their own join info. No live video node is a 503
+    (`NoVideoNode`) raised before anything is written; to keep the offer intact, pick the node
+    first (`node = await pick_node(app[REDIS])`) and pass it here after the ACD accepted."""
+    return await Sessions(app).start(ticket, teller_id, node)

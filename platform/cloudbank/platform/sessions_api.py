@@ -1,0 +1,216 @@
+"""HTTP endpoints of call sessions (`sessions/<id>/...`) and supervisors' authorisation decisions.
+
+Parties are the session's customer (its kiosk device or phone token) and its teller; anyone else
+asking about a session gets a 404, as for an unknown id. The rules live in `sessions.Sessions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from cloudbank.platform.errors import BadRequest
+from cloudbank.platform.service import authenticate
+from cloudbank.platform.sessions import Sessions
+from cloudbank.platform.tokens import Claims
+from cloudbank.platform.validation import limit, read_json
+
+routes = web.RouteTableDef()
+
+CUSTOMERS = ("device", "phone")
+PARTIES = (*CUSTOMERS, "teller", "supervisor", "admin")
+MAX_SIGNATURE_CHARS = 360_000  # base64 of sessions.MAX_SIGNATURE_BYTES plus the data URL prefix
+
+
+@dataclass(frozen=True)
+class EmptyBody:
+    """No fields: send nothing, or `{}`."""
+
+
+@dataclass(frozen=True)
+class TransferBody:
+    queue: str | None = field(default=None, metadata=limit(64))
+    teller: str | None = field(default=None, metadata=limit(64))
+
+
+@dataclass(frozen=True)
+class WrapupBody:
+    disposition: str = field(metadata=limit(64))
+    service_done: bool
+    notes: str = field(default="", metadata=limit(4000))
+    not_ready: bool = False
+    reason: str = field(default="", metadata=limit(64))
+
+
+@dataclass(frozen=True)
+class FormField:
+    name: str = field(metadata=limit(64))
+    label: str = field(metadata=limit(200))
+    kind: Literal["text", "number", "date", "checkbox", "select"] = "text"
+    required: bool = False
+    value: str = field(default="", metadata=limit(2000))
+    options: list[str] = field(default_factory=list, metadata=limit(200))
+
+
+@dataclass(frozen=True)
+class PushBody:
+    kind: Literal["form", "document", "signature_request"]
+    title: str = field(metadata=limit(200))
+    fields: list[FormField] | None = None
+    url: str | None = field(default=None, metadata=limit(1000))
+    text: str = field(default="", metadata=limit(4000))
+
+
+@dataclass(frozen=True)
+class ResponseBody:
+    push_id: str = field(metadata=limit(64))
+    answer: Literal["accept", "decline"]
+    values: dict[str, str] = field(default_factory=dict)
+    signature: str | None = field(default=None, metadata=limit(MAX_SIGNATURE_CHARS))
+
+
+@dataclass(frozen=True)
+class AuthorisationBody:
+    reason: str = field(metadata=limit(500))
+
+
+@dataclass(frozen=True)
+class DecisionBody:
+    grant: bool
+    reason: str = field(default="", metadata=limit(500))
+
+
+async def _empty(request: web.Request) -> None:
+    """Action endpoints take no body; an empty one or `{}` is fine, anything else is refused."""
+    if request.can_read_body and request.content_length != 0:
+        await read_json(request, EmptyBody)
+
+
+async def _caller(request: web.Request, roles: tuple[str, ...] = PARTIES) -> tuple[Sessions, Claims, str]:
+    claims = await authenticate(request, roles=roles)
+    return Sessions(request.app), claims, request.match_info.get("session_id", "")[:64]
+
+
+@routes.get("/sessions/{session_id}")
+async def get_session(request: web.Request) -> web.Response:
+    """A party's view of the session."""
+    svc, claims, sid = await _caller(request, (*CUSTOMERS, "teller"))
+    session, party = await svc.for_party(sid, claims)
+    return web.json_response({"session": session.public(), "party": party})
+
+
+@routes.post("/sessions/{session_id}/join")
+async def join(request: web.Request) -> web.Response:
+    """A fresh join token for a party (rejoin after a drop; moves the call if its node died)."""
+    svc, claims, sid = await _caller(request, (*CUSTOMERS, "teller"))
+    await _empty(request)
+    return web.json_response(await svc.join(sid, claims))
+
+
+@routes.post("/sessions/{session_id}/activate")
+async def activate(request: web.Request) -> web.Response:
+    """Media is up: connecting -> active (idempotent when active)."""
+    svc, claims, sid = await _caller(request, (*CUSTOMERS, "teller"))
+    await _empty(request)
+    return web.json_response({"session": (await svc.activate(sid, claims)).public()})
+
+
+@routes.post("/sessions/{session_id}/hold")
+async def hold(request: web.Request) -> web.Response:
+    svc, claims, sid = await _caller(request, ("teller",))
+    await _empty(request)
+    return web.json_response({"session": (await svc.hold(sid, claims)).public()})
+
+
+@routes.post("/sessions/{session_id}/resume")
+async def resume(request: web.Request) -> web.Response:
+    svc, claims, sid = await _caller(request, ("teller",))
+    await _empty(request)
+    return web.json_response({"session": (await svc.resume(sid, claims)).public()})
+
+
+@routes.post("/sessions/{session_id}/end")
+async def end(request: web.Request) -> web.Response:
+    """Either party hangs up; the teller goes to wrap-up."""
+    svc, claims, sid = await _caller(request, (*CUSTOMERS, "teller"))
+    await _empty(request)
+    return web.json_response({"session": (await svc.end(sid, claims)).public()})
+
+
+@routes.post("/sessions/{session_id}/transfer")
+async def transfer(request: web.Request) -> web.Response:
+    """Send the customer to another queue or to a named teller."""
+    svc, claims, sid = await _caller(request, ("teller",))
+    body = await read_json(request, TransferBody)
+    return web.json_response(await svc.transfer(sid, claims, body.queue, body.teller))
+
+
+@routes.post("/sessions/{session_id}/wrapup")
+async def wrapup(request: web.Request) -> web.Response:
+    """Close the session with a disposition code; the teller is ready again (or not_ready)."""
+    svc, claims, sid = await _caller(request, ("teller",))
+    body = await read_json(request, WrapupBody)
+    session = await svc.wrapup(sid, claims, body.disposition, body.notes, body.service_done, body.not_ready,
+                               body.reason)
+    return web.json_response({"session": session.public()})
+
+
+@routes.post("/sessions/{session_id}/monitor")
+async def monitor(request: web.Request) -> web.Response:
+    """A supervisor of the session's queue joins silently."""
+    svc, claims, sid = await _caller(request, ("supervisor",))
+    await _empty(request)
+    return web.json_response(await svc.monitor(sid, claims))
+
+
+@routes.post("/sessions/{session_id}/push")
+async def push(request: web.Request) -> web.Response:
+    """Push a form, a document or a signature request to the customer's screen."""
+    svc, claims, sid = await _caller(request, ("teller",))
+    body = await read_json(request, PushBody)
+    if body.kind == "form" and not body.fields:
+        raise BadRequest("a form needs fields", field="fields")
+    if body.kind != "form" and body.fields is not None:
+        raise BadRequest("only a form has fields", field="fields")
+    if body.kind == "document" and not body.url:
+        raise BadRequest("a document needs a url", field="url")
+    if body.url is not None and not body.url.startswith(("https://", "http://", "/")):
+        raise BadRequest("url must be http(s) or a path on this server", field="url")
+    if body.fields and len({f.name for f in body.fields}) != len(body.fields):
+        raise BadRequest("form field names must be unique", field="fields")
+    data: dict[str, Any] = {"kind": body.kind, "title": body.title, "text": body.text}
+    if body.fields is not None:
+        data["fields"] = [{"name": f.name, "label": f.label, "kind": f.kind, "required": f.required,
+                           "value": f.value, "options": f.options} for f in body.fields]
+    if body.url is not None:
+        data["url"] = body.url
+    return web.json_response({"push": await svc.push(sid, claims, data)}, status=201)
+
+
+@routes.post("/sessions/{session_id}/responses")
+async def respond(request: web.Request) -> web.Response:
+    """The customer answers a push (once); a signature is a PNG data URL."""
+    svc, claims, sid = await _caller(request, CUSTOMERS)
+    body = await read_json(request, ResponseBody)
+    result = await svc.respond(sid, claims, body.push_id, body.answer, body.values, body.signature)
+    return web.json_response({"push": result})
+
+
+@routes.post("/sessions/{session_id}/authorisations")
+async def request_authorisation(request: web.Request) -> web.Response:
+    """The teller asks the queue's supervisors to authorise something."""
+    svc, claims, sid = await _caller(request, ("teller",))
+    body = await read_json(request, AuthorisationBody)
+    return web.json_response({"authorisation": await svc.request_authorisation(sid, claims, body.reason)},
+                             status=201)
+
+
+@routes.post("/authorisations/{authorisation_id}")
+async def decide_authorisation(request: web.Request) -> web.Response:
+    """A supervisor of the queue grants or refuses (once)."""
+    claims = await authenticate(request, roles=("supervisor",))
+    body = await read_json(request, DecisionBody)
+    result = await Sessions(request.app).decide_authorisation(
+        request.match_info["authorisation_id"][:64], claims, body.grant, body.reason)
+    return web.json_response({"authorisation": result})
