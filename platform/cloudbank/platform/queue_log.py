@@ -66,9 +66,10 @@ def from_entry(entry_id: Any, fields: Mapping[Any, Any]) -> QueueEvent:
 class QueueLog:
     """Reads the queue log from Redis (recent, for metrics) or the records (history)."""
 
-    def __init__(self, redis: Redis, engine: AsyncEngine | None = None) -> None:
+    def __init__(self, redis: Redis, engine: AsyncEngine | None = None, claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
         self.redis = redis
         self.engine = engine
+        self.claim_idle_ms = claim_idle_ms
 
     async def append(self, event: str, queue: str, ticket_id: str, at: float, teller_id: str | None = None,
                      **data: Any) -> str:
@@ -116,7 +117,7 @@ class QueueLog:
         if self.engine is None:
             raise RuntimeError("persist needs the records engine")
         await self._ensure_group()
-        claimed: Any = await self.redis.xautoclaim(STREAM, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+        claimed: Any = await self.redis.xautoclaim(STREAM, GROUP, consumer, self.claim_idle_ms, "0-0", count=count)
         entries: list[Any] = list(claimed[1]) if claimed else []
         for start in ("0", ">"):  # our own unacknowledged entries first, then new ones
             reply: Any = await self.redis.xreadgroup(GROUP, consumer, {STREAM: start}, count=count)
