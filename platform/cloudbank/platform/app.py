@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from cloudbank.platform import acd_api, catalogue, events_api, identity_api, matcher, phone_auth, sessions_api
+from cloudbank.platform import acd_api, catalogue, events_api, identity_api, matcher, openapi, phone_auth, sessions_api
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import service_app
 
@@ -15,6 +15,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(events_api.routes)
     app.add_routes(phone_auth.routes)
     app.add_routes(sessions_api.routes)
+    app.add_routes(openapi.routes)
     app.add_routes(acd_api.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis
     # config.otp_sender has one choice today ("file"); an SMS gateway would be picked here.

@@ -1,0 +1,138 @@
+"""`GET /api/openapi.json`: the OpenAPI document of every route of the platform app.
+
+Generated from the app's own route table, so a route cannot be left out: each handler's summary
+is its docstring's first line, its request body the dataclass it passes to `read_json` (found in
+its source, or named with `@request_body(Model)`), described by `validation.json_schema`. The
+WebSocket routes are marked `x-websocket`, with the client messages they accept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from cloudbank.platform.validation import json_schema
+
+routes = web.RouteTableDef()
+F = TypeVar("F", bound=Callable[..., Any])
+
+_READ_JSON = re.compile(r"read_json\(\s*request\s*,\s*([A-Za-z_]\w*)\s*\)")
+_ROLES = re.compile(r"(?:roles=|_caller\(request,\s*)(\([^)]*\)|[A-Z_]+)")
+_IMPLIED_ROLES = {"_teller(": ["teller"], "current_device(": ["device"]}
+_AUTH_CALLS = ("authenticate(", "_caller(", "_teller(", "_customer(", "current_device(")
+_ERRORS = {"400": "bad input: malformed JSON, unknown/missing fields, wrong types, too long",
+           "401": "no token, or an expired, forged or revoked one", "403": "the token may not do this",
+           "404": "unknown id (or someone else's)", "409": "not in a state that allows this",
+           "413": "body too large", "415": "not application/json", "429": "rate limited"}
+
+
+def request_body(model: type[Any]) -> Callable[[F], F]:
+    """Name a handler's body model when it is not read with `read_json(request, Model)` directly."""
+    def mark(handler: F) -> F:
+        handler.openapi_body = model  # type: ignore[attr-defined]
+        return handler
+    return mark
+
+
+def _source(handler: Any) -> str:
+    try:
+        return inspect.getsource(handler)
+    except (OSError, TypeError):
+        return ""
+
+
+def body_model(handler: Any) -> type[Any] | None:
+    """The dataclass a handler reads its JSON body into, if any."""
+    explicit = getattr(handler, "openapi_body", None)
+    if explicit is not None:
+        return explicit if isinstance(explicit, type) else None
+    match = _READ_JSON.search(_source(handler))
+    if not match:
+        return None
+    model = getattr(inspect.getmodule(handler), match.group(1), None)
+    return model if isinstance(model, type) and dataclasses.is_dataclass(model) else None
+
+
+def _roles(source: str, module: Any) -> list[str]:
+    """The roles a handler lets in, read from its `roles=(...)` (names of tuples resolved)."""
+    found = _ROLES.search(source)
+    if not found:
+        return next((roles for call, roles in _IMPLIED_ROLES.items() if call in source), [])
+    roles: list[str] = []
+    for part in found.group(1).strip("()").split(","):
+        part = part.strip()
+        if part.startswith(("'", '"')):
+            roles.append(part.strip("'\""))
+        elif part:
+            value = getattr(module, part.lstrip("*"), ())
+            roles.extend(str(v) for v in value if isinstance(value, tuple))
+    return roles
+
+
+def _operation(method: str, path: str, handler: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    doc = inspect.getdoc(handler) or ""
+    source = _source(handler)
+    op: dict[str, Any] = {"operationId": f"{method.lower()}_{getattr(handler, '__name__', 'handler')}",
+                          "summary": doc.splitlines()[0] if doc else f"{method} {path}",
+                          "responses": {"200": {"description": "OK",
+                                                "content": {"application/json": {"schema": {"type": "object"}}}}}}
+    if doc:
+        op["description"] = doc
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
+              for name in re.findall(r"{(\w+)}", path)]
+    if any(call in source for call in _AUTH_CALLS):
+        op["security"] = [{"bearer": []}]
+        roles = _roles(source, inspect.getmodule(handler))
+        if roles:
+            op["x-roles"] = roles
+        op["responses"].update({code: {"description": _ERRORS[code]} for code in ("401", "403")})
+    model = body_model(handler)
+    if model is not None:
+        schemas[model.__name__] = json_schema(model)
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        op["responses"].update({code: {"description": _ERRORS[code]} for code in ("400", "413", "415")})
+    if "WebSocketResponse" in source:
+        from cloudbank.platform.events_api import CLIENT_MESSAGES
+
+        op["x-websocket"] = True
+        params.append({"name": "token", "in": "query", "required": True, "schema": {"type": "string"}})
+        params.append({"name": "last_id", "in": "query", "required": False,
+                       "schema": {"type": "string", "pattern": r"^\d+-\d+$"}})
+        if getattr(handler, "__module__", "") == "cloudbank.platform.events_api":
+            op["x-client-messages"] = {kind: json_schema(m) for kind, m in CLIENT_MESSAGES.items()}
+        op["responses"]["101"] = {"description": "switching to the WebSocket"}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI 3 document of `app`'s routes (paths relative to where the app is mounted)."""
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
+    for route in app.router.routes():
+        if route.method in ("HEAD", "OPTIONS", "*"):
+            continue  # aiohttp adds HEAD beside every GET
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = str(info.get("path") or info.get("formatter") or "")
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path, route.handler, schemas)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "cloudbank service platform", "version": "1",
+                 "description": "Errors are {error, message, ...} with the status shown. See docs/protocol.md."},
+        "servers": [{"url": "/api"}],
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": dict(sorted(schemas.items())),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }
+
+
+@routes.get("/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    """This document: every REST and WebSocket route of the platform API."""
+    return web.json_response(document(request.app))
