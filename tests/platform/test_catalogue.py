@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from cloudbank.platform import acd_link
 from cloudbank.platform.app import create_app
 from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
@@ -59,6 +60,9 @@ async def test_admin_puts_a_service_and_everyone_reads_it(api: Client) -> None:
     assert staff[0]["required_phrases"] == ["risk disclosure"] and staff[0]["strategy"] == "skill_level"
     kiosk = (await (await api.get("/services", headers=_auth(api, "device"))).json())["services"]
     assert "required_phrases" not in kiosk[0]
+    # The ACD's queue follows the edit at once.
+    spec = await acd_link.router(api.app).queue_spec("wealth")
+    assert spec is not None and spec["strategy"] == "skill_level" and float(spec["ring_s"]) == 30
     actions = [r.action for r in await api.app[AUDIT].records(subject="service:wealth")]
     assert actions == ["service.created", "service.updated"]
 

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 from aiohttp import web
+from cloudbank.platform import acd_link
 from cloudbank.platform.errors import BadRequest, NotFound
 from cloudbank.platform.records import services
 from cloudbank.platform.service import AUDIT, ENGINE, authenticate
@@ -179,6 +180,7 @@ async def put_service(request: web.Request) -> web.Response:
                   body.dual_recording, body.expected_handle_s, tuple(body.keywords),
                   tuple(body.required_phrases), tuple(body.forbidden_phrases), body.qualified_only)
     svc, created = await Catalogue(request.app[ENGINE]).upsert(svc)
+    await acd_link.configure_queue(request.app, svc)  # the queue routes by the new settings at once
     await request.app[AUDIT].append(claims.sub, "service.created" if created else "service.updated",
                                     f"service:{code}", svc.full())
     return web.json_response({"service": svc.full()}, status=201 if created else 200)
