@@ -100,13 +100,16 @@ async def test_positions_and_estimated_wait_follow_staffing(router: Router) -> N
     assert [(await router.ticket(t))["ticket"]["position"] for t in ids] == [0, 1, 2]
 
 
-async def test_changed_positions_are_pushed_to_customers_once(router: Router) -> None:
+async def test_changed_positions_are_pushed_to_customers_once(router: Router, clock: Clock) -> None:
     a = await enqueue(router, customer="device:ka")
     b = await enqueue(router, customer="device:kb")
     assert await router.push_positions() == 2
-    assert await router.push_positions() == 0  # nothing changed since
     await router.abandon(a, "device:ka")
+    assert await router.push_positions() == 0  # coalesced: the queue was read less than 1 s ago
+    clock.now += 1
     assert await router.push_positions() == 1
+    clock.now += 1
+    assert await router.push_positions() == 0  # nothing changed since
     updates = [e["ticket"] for _, e in await events.read(router.redis, "device:kb") if e["type"] == "ticket.update"]
     assert [(u["id"], u["position"]) for u in updates] == [(b, 2), (b, 1)]
 

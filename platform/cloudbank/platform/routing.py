@@ -21,6 +21,7 @@ Events: `offer` / `offer.expired` to the teller (`user:<id>`), `ticket.update` (
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import secrets
@@ -39,6 +40,8 @@ STRATEGIES = ("longest_idle", "fewest_calls", "skill_level")
 TELLER_STATES = ("offline", "ready", "not_ready", "offered", "busy", "wrap_up")
 CHANNELS = ("kiosk", "phone")
 TICKET_TTL_S = 24 * 3600
+POSITION_PUSH_MIN_S = 1.0
+PUBLISH_BATCH = 50
 MAX_CALLBACK_AHEAD_S = 7 * 24 * 3600
 P = "acd:"
 
@@ -246,6 +249,11 @@ class Router:
         position, wait = 0, 0
         if raw["state"] == "waiting":
             position, wait = await self._position(raw)
+        view = self._view(raw, position, wait)
+        return {"ticket": view, "customer": raw["customer"], "raw": raw}
+
+    def _view(self, raw: Mapping[str, str], position: int, wait: int) -> dict[str, Any]:
+        """The customer's view of a ticket (the `ticket` of the protocol)."""
         now = self.clock()
         view: dict[str, Any] = {
             "id": raw["id"], "service": raw["queue"], "state": raw["state"], "position": position,
@@ -257,7 +265,7 @@ class Router:
             view["callback_offer"] = {"threshold_s": self.callback_threshold_s}
         if raw.get("callback_at"):
             view["callback_at"] = float(raw["callback_at"])
-        return {"ticket": view, "customer": raw["customer"], "raw": raw}
+        return view
 
     async def _position(self, raw: Mapping[str, str]) -> tuple[int, int]:
         pq = raw.get("pq") or ""
@@ -400,36 +408,62 @@ class Router:
         await self._announce(result)
         return TickResult(len(result["made"]), len(result["expired"]), len(result["woke"]), len(result["called"]))
 
-    async def push_positions(self, max_queues: int = 100) -> int:
-        """Send `ticket.update` to each waiting customer whose position or wait changed; returns how many."""
+    async def push_positions(self, max_queues: int = 100, min_interval_s: float = POSITION_PUSH_MIN_S) -> int:
+        """Send `ticket.update` to each waiting customer whose position or wait changed; returns how many.
+
+        Changes are coalesced: a queue is re-read at most every `min_interval_s` (it stays dirty
+        meanwhile), so a customer gets the latest position rather than one event per step."""
         pushed = 0
+        now = self.clock()
+        deferred: list[str] = []
         for _ in range(max_queues):
             queue = await self.redis.spop(f"{P}dirty")
             if queue is None:
                 break
             code = _s(queue)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrange(f"{P}q:{code}", 0, -1)
-                pipe.hmget(f"{P}qs:{code}", "skill", "aht_s")
-                ids, (skill, aht) = await pipe.execute()
-            staffed = int(await self.redis.scard(f"{P}staffed:{_s(skill)}"))
-            ids = [_s(i) for i in ids]
-            if not ids:
+            last = await self.redis.hget(f"{P}pushed_at", code)
+            if last is not None and now - float(_s(last)) < min_interval_s:
+                deferred.append(code)
                 continue
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(f"{P}pushed", ids)
-                for tid in ids:
-                    pipe.hmget(f"{P}t:{tid}", "customer", "state")
-                replies = await pipe.execute()
-            before, owners = replies[0], replies[1:]
-            for pos, (tid, was, (customer, state)) in enumerate(zip(ids, before, owners, strict=True), start=1):
-                wait = estimate_wait(pos, float(aht or 300), staffed)
-                now_text = f"{pos}:{wait}"
-                if was is not None and _s(was) == now_text or customer is None or _s(state) != "waiting":
-                    continue
-                await self._push_ticket(tid)
-                pushed += 1
+            await self.redis.hset(f"{P}pushed_at", code, repr(now))
+            pushed += await self._push_queue(code)
+        if deferred:
+            await self.redis.sadd(f"{P}dirty", *deferred)
         return pushed
+
+    async def _push_queue(self, code: str) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(f"{P}q:{code}", 0, -1)
+            pipe.hmget(f"{P}qs:{code}", "skill", "aht_s")
+            ids, (skill, aht) = await pipe.execute()
+        ids = [_s(i) for i in ids]
+        if not ids:
+            return 0
+        staffed = int(await self.redis.scard(f"{P}staffed:{_s(skill)}"))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(f"{P}pushed", ids)
+            for tid in ids:
+                pipe.hgetall(f"{P}t:{tid}")
+            replies = await pipe.execute()
+        changed: list[tuple[str, dict[str, Any]]] = []
+        marks: dict[str, str] = {}
+        for pos, (tid, was, raw_b) in enumerate(zip(ids, replies[0], replies[1:], strict=True), start=1):
+            raw = {_s(k): _s(v) for k, v in raw_b.items()}
+            if raw.get("state") != "waiting":
+                continue
+            wait = estimate_wait(pos, float(aht or 300), staffed)
+            mark = f"{pos}:{wait}"
+            if was is not None and _s(was) == mark:
+                continue
+            changed.append((raw["customer"], self._view(raw, pos, wait)))
+            marks[tid] = mark
+        if self.publish:
+            for i in range(0, len(changed), PUBLISH_BATCH):
+                await asyncio.gather(*(events.publish(self.redis, customer, {"type": "ticket.update", "ticket": view})
+                                       for customer, view in changed[i:i + PUBLISH_BATCH]))
+        if marks:
+            await self.redis.hset(f"{P}pushed", mapping=marks)  # type: ignore[arg-type]
+        return len(changed)
 
     async def snapshot(self) -> dict[str, Any]:
         """Queues (waiting, longest wait, tellers by state) and tellers, for the wallboard."""

@@ -288,6 +288,7 @@ roll_day(tk)
 redis.call('HINCRBY', tk, 'calls', 1)
 redis.call('HSET', tk, 'state', 'busy', 'since', NOW_S, 'offer', '', 'ticket', o[1], 'accepted_at', NOW_S)
 redis.call('HSET', key, 'state', 'connected', 'offer', '', 'accepted_at', NOW_S, 'pq', '')
+redis.call('HDEL', P .. 'pushed', o[1])
 local waited = fmt(now - tonumber(redis.call('HGET', key, 'enq')))
 log('accept', o[3], o[1], teller, {'offer', oid, 'waited_s', waited})
 return reply({ok = true, ticket_id = o[1]})
@@ -353,6 +354,7 @@ if t[1] ~= 'waiting' and t[1] ~= 'offered' then return fail('not_waiting') end
 if t[7] and t[7] ~= '' then redis.call('ZREM', P .. 'pq:' .. t[7], tid) end
 redis.call('ZREM', P .. 'q:' .. t[3], tid)
 redis.call('HSET', key, 'state', 'abandoned', 'offer', '', 'ended', NOW_S)
+redis.call('HDEL', P .. 'pushed', tid)
 redis.call('SADD', P .. 'dirty', t[3])
 -- logged before the freed teller's next offer, so the log reads in cause-and-effect order
 log('abandon', t[3], tid, t[1] == 'offered' and t[6] or '', {'waited_s', fmt(now - tonumber(t[4])),
