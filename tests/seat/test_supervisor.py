@@ -68,6 +68,7 @@ async def test_a_supervisor_of_other_queues_neither_sees_nor_monitors_the_call(
 async def test_the_supervisor_view_in_chinese(seat: Any, page: Page) -> None:
     await page.goto(seat.seat_url)
     await page.get_by_test_id("language").select_option("zh")
+    await expect(page.get_by_test_id("login-submit")).to_have_text("登录")  # the page reloaded in Chinese
     await seat.login(page, "super1")
     await expect(page.get_by_test_id("wallboard").locator("caption")).to_have_text("监控大屏")
     await expect(page.get_by_test_id("active-calls")).to_have_text("当前没有通话。")
