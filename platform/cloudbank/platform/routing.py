@@ -141,18 +141,27 @@ class Router:
         for key in ("made", "expired", "woke", "called"):
             if result.get(key) == {}:  # cjson writes an empty Lua table as {}
                 result[key] = []
+        for key in ("teller", "ticket"):  # HGETALL replies come as flat [field, value, ...] lists
+            if isinstance(result.get(key), list):
+                flat = result[key]
+                result[key] = dict(zip(flat[::2], flat[1::2], strict=True))
         return result
 
     async def _announce(self, result: Mapping[str, Any]) -> None:
         """Tell tellers about new and ended offers, and customers about their tickets."""
         if not self.publish:
             return
+        batch: list[tuple[str, dict[str, Any]]] = []
         for made in result.get("made", []):
-            await events.publish(self.redis, f"user:{made['teller_id']}", {
+            batch.append((f"user:{made['teller_id']}", {
                 "type": "offer", "offer_id": made["offer_id"], "ticket_id": made["ticket_id"],
                 "service": made["service"], "channel": made["channel"], "branch": made["branch"],
-                "priority": made["priority"], "waited_s": made["waited_s"], "expires_at": made["expires_at"]})
-            await self._push_ticket(made["ticket_id"])
+                "priority": made["priority"], "waited_s": made["waited_s"], "expires_at": made["expires_at"]}))
+            batch.append((made["customer"], {"type": "ticket.update", "ticket": {
+                "id": made["ticket_id"], "service": made["service"], "state": "offered", "position": 0,
+                "estimated_wait_s": 0, "channel": made["channel"], "priority": made["priority"],
+                "waited_s": made["waited_s"]}}))
+        await events.publish_batch(self.redis, batch)
         ended = list(result.get("expired", []))
         if result.get("cancelled"):
             ended.append({**result["cancelled"], "cancelled": True})
@@ -228,18 +237,19 @@ class Router:
         result = await self._run("ENQUEUE", secrets.token_hex(12), service, f"{now - boost:.3f}",
                                  json.dumps(fields))
         tid = str(result["ticket_id"])
-        await self.redis.expire(f"{P}t:{tid}", TICKET_TTL_S)
-        view = await self.ticket(tid)
-        ticket = view["ticket"]
-        if (channel == "phone" and ticket["state"] == "waiting"
-                and ticket["estimated_wait_s"] > self.callback_threshold_s):
+        raw = {**fields, "id": tid, "queue": service, "state": "waiting"}
+        position = int(result["position"])
+        if position == 0:  # matched at once: the offer event carries its view
+            raw["state"] = "offered"
+        wait = estimate_wait(position, float(result["aht_s"]), int(result["staffed"])) if position else 0
+        if channel == "phone" and position and wait > self.callback_threshold_s:
             await self.redis.hset(f"{P}t:{tid}", "callback_offer", "1")
-            view = await self.ticket(tid)
-            if self.publish:
-                await events.publish(self.redis, customer, {"type": "ticket.callback_offer",
-                                                            "ticket": view["ticket"]})
+            raw["callback_offer"] = "1"
+        view = self._view(raw, position, wait)
+        if self.publish and raw.get("callback_offer"):
+            await events.publish(self.redis, customer, {"type": "ticket.callback_offer", "ticket": view})
         await self._announce(result)
-        return dict(view["ticket"])
+        return view
 
     async def ticket(self, ticket_id: str, customer: str | None = None) -> dict[str, Any]:
         """`{"ticket": public view, "customer": client id, ...raw}`; 404 for unknown or someone else's."""
@@ -319,12 +329,16 @@ class Router:
         result = await self._run("SET_STATE", teller_id, state, reason,
                                  "-" if skills is None else skills_text(skills))
         await self._announce(result)
-        view = await self.teller(teller_id)
+        view = self._teller_view(teller_id, result["teller"])
         view["pending"] = bool(result.get("pending"))
         return view
 
     async def teller(self, teller_id: str) -> dict[str, Any]:
+        """The teller's state, reason, skills, current offer or ticket and today's counts."""
         raw = {_s(k): _s(v) for k, v in (await self.redis.hgetall(f"{P}u:{teller_id}")).items()}
+        return self._teller_view(teller_id, raw)
+
+    def _teller_view(self, teller_id: str, raw: Mapping[str, str]) -> dict[str, Any]:
         today = time.strftime("%Y-%m-%d", time.localtime(self.clock()))
         fresh = raw.get("day") == today
         skills = {k: int(v) for k, v in (p.split("=") for p in raw.get("skills", "").split(",") if p)}
@@ -349,9 +363,10 @@ class Router:
     async def accept(self, offer_id: str, teller_id: str) -> dict[str, Any]:
         """The teller takes the call; returns the ticket's raw fields (customer, queue, channel...)."""
         result = await self._run("ACCEPT", offer_id, teller_id)
-        view = await self.ticket(result["ticket_id"])
+        raw = result["ticket"]
+        view = {"ticket": self._view(raw, 0, 0), "customer": raw["customer"]}
         await self._publish_view(view)
-        return {**view["raw"], "ticket": view["ticket"]}
+        return {**raw, "ticket": view["ticket"]}
 
     async def undo_accept(self, teller_id: str, ticket_id: str, reason: str = "session_failed") -> None:
         """The call could not start: the ticket goes back to its place, the teller to not-ready."""
@@ -364,13 +379,13 @@ class Router:
         result = await self._run("DECLINE", offer_id, teller_id)
         await self._announce({**result, "released": None})
         await self._push_ticket(result["released"]["ticket_id"])
-        return await self.teller(teller_id)
+        return self._teller_view(teller_id, result["teller"])
 
     async def call_ended(self, teller_id: str, ticket_id: str | None = None) -> dict[str, Any]:
         """The call is over: the ticket is done and the teller goes to wrap-up."""
         result = await self._run("CALL_ENDED", teller_id, ticket_id or "", "", "")
         await self._announce(result)
-        return await self.teller(teller_id)
+        return self._teller_view(teller_id, result["teller"])
 
     async def complete(self, ticket_id: str) -> dict[str, Any]:
         """Same as `call_ended` for the teller who has this ticket."""
@@ -398,7 +413,7 @@ class Router:
         """End wrap-up early: ready (and matched at once) or not_ready."""
         result = await self._run("WRAPUP_DONE", teller_id, "1" if not_ready else "0", reason)
         await self._announce(result)
-        return await self.teller(teller_id)
+        return self._teller_view(teller_id, result["teller"])
 
     # -- the timer ----------------------------------------------------------------------------------
 

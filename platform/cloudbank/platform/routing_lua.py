@@ -217,6 +217,10 @@ local function finish_wrapup(teller, not_ready, reason, made)
   end
 end
 
+local function teller_raw(teller)
+  return redis.call('HGETALL', P .. 'u:' .. teller)
+end
+
 local function state_of(teller)
   return redis.call('HGET', P .. 'u:' .. teller, 'state') or 'offline'
 end
@@ -237,8 +241,12 @@ redis.call(unpack(args))
 redis.call('ZADD', P .. 'q:' .. q, score, tid)
 redis.call('SADD', P .. 'dirty', q)
 log('enter', q, tid, '', {'priority', fields.priority or 'normal', 'channel', fields.channel or ''})
+redis.call('EXPIRE', key, 86400)
 local made = match(skill_queues(skill), 1, {})
-return reply({ok = true, made = made, ticket_id = tid})
+local rank = redis.call('ZRANK', P .. 'q:' .. q, tid)
+return reply({ok = true, made = made, ticket_id = tid, position = rank and (rank + 1) or 0,
+              staffed = redis.call('SCARD', P .. 'staffed:' .. skill),
+              aht_s = tonumber(redis.call('HGET', P .. 'qs:' .. q, 'aht_s') or '300')})
 """
 
 # ARGV[4..]: teller, target state (ready|not_ready|offline), reason, skills "a=1,b=2" ('-' = keep)
@@ -250,7 +258,7 @@ if state == 'offered' then return fail('offered') end
 if state == 'busy' then
   if target == 'not_ready' then
     redis.call('HSET', tk, 'after', 'not_ready', 'after_reason', reason)
-    return reply({ok = true, pending = true, made = {}})
+    return reply({ok = true, pending = true, made = {}, teller = teller_raw(teller)})
   end
   return fail('busy')
 end
@@ -272,7 +280,7 @@ else
   redis.call('HSET', tk, 'state', 'offline', 'reason', reason, 'since', NOW_S, 'offer', '', 'ticket', '',
              'after', '', 'after_reason', '')
 end
-return reply({ok = true, pending = false, made = made})
+return reply({ok = true, pending = false, made = made, teller = teller_raw(teller)})
 """
 
 # ARGV[4..]: offer id, teller
@@ -291,7 +299,7 @@ redis.call('HSET', key, 'state', 'connected', 'offer', '', 'accepted_at', NOW_S,
 redis.call('HDEL', P .. 'pushed', o[1])
 local waited = fmt(now - tonumber(redis.call('HGET', key, 'enq')))
 log('accept', o[3], o[1], teller, {'offer', oid, 'waited_s', waited})
-return reply({ok = true, ticket_id = o[1]})
+return reply({ok = true, ticket_id = o[1], ticket = redis.call('HGETALL', key)})
 """
 
 # ARGV[4..]: offer id, teller
@@ -302,7 +310,7 @@ if not o[1] or o[1] ~= teller then return fail('no_offer') end
 if now > tonumber(o[2]) then return fail('expired') end
 local made = {}
 local released = release(oid, 'decline', 'declined', made)
-return reply({ok = true, released = released, made = made})
+return reply({ok = true, released = released, made = made, teller = teller_raw(teller)})
 """
 
 # ARGV[4..]: limit
@@ -429,7 +437,7 @@ if to_q ~= '' then
   local skill = redis.call('HGET', P .. 'qs:' .. to_q, 'skill')
   match(skill_queues(skill), 1, made)
 end
-return reply({ok = true, ticket_id = tid, made = made})
+return reply({ok = true, ticket_id = tid, made = made, teller = teller_raw(teller)})
 """
 
 # ARGV[4..]: teller, '1' to go not-ready, reason
@@ -438,7 +446,7 @@ local teller, not_ready, reason = ARGV[4], ARGV[5] == '1', ARGV[6]
 if state_of(teller) ~= 'wrap_up' then return fail('not_wrap_up') end
 local made = {}
 finish_wrapup(teller, not_ready, reason, made)
-return reply({ok = true, made = made})
+return reply({ok = true, made = made, teller = teller_raw(teller)})
 """
 
 # ARGV[4..]: teller, ticket, reason. The call could not start (no video node...): the ticket goes
