@@ -70,3 +70,41 @@ async def test_a_dropped_event_socket_reconnects_by_itself(seat: Any, page: Page
     await expect(status).to_have_attribute("data-status", "online", timeout=10_000)
     await kiosk.client.create_ticket("deposit")
     await expect(page.get_by_test_id("offer")).to_be_visible()
+
+
+# Every control a person uses has a stable data-testid and a name a screen reader can say (and ids
+# are unique, or labels point at the wrong thing).
+UNLABELLED = """() => [...document.querySelectorAll("button, input, select, textarea, video, [role=log], [aria-live]")]
+  .filter((el) => !el.closest("[hidden]"))
+  .filter((el) => {
+    const named = el.labels && el.labels.length ? true
+      : Boolean(el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") || (el.textContent || "").trim());
+    const live = el.matches("[role=log], [aria-live]");
+    return !el.dataset.testid || (!named && !live && el.tagName !== "VIDEO");
+  })
+  .map((el) => el.outerHTML.slice(0, 120))
+  .concat([...document.querySelectorAll("[id]")].map((el) => el.id)
+    .filter((id, i, all) => all.indexOf(id) !== i).map((id) => `duplicate id ${id}`))"""
+
+
+async def test_every_control_has_a_testid_and_a_name_on_every_screen(seat: Any, page: Page, second_page: Page,
+                                                                     kiosk: Any) -> None:
+    await page.goto(seat.seat_url)
+    assert await page.evaluate(UNLABELLED) == [], "login"
+    await seat.teller_ready(page)
+    assert await page.evaluate(UNLABELLED) == [], "home"
+    await kiosk.client.create_ticket("deposit")
+    await expect(page.get_by_test_id("offer")).to_be_visible()
+    assert await page.evaluate(UNLABELLED) == [], "offer"
+    await seat.accept_offer(page, kiosk, join=False)
+    for action in ("push-form", "transfer", "ask-authorisation"):
+        await page.get_by_test_id(action).click()
+        assert await page.evaluate(UNLABELLED) == [], action
+        await page.get_by_test_id("action-cancel").click()
+    assert await page.evaluate(UNLABELLED) == [], "call"
+    await page.get_by_test_id("end-call").click()
+    await expect(page.get_by_test_id("wrapup")).to_be_visible()
+    assert await page.evaluate(UNLABELLED) == [], "wrap-up"
+    await seat.login(second_page, "super1")
+    await expect(second_page.get_by_test_id("wallboard").locator("table")).to_be_visible()
+    assert await second_page.evaluate(UNLABELLED) == [], "supervisor"

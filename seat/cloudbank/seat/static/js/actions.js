@@ -69,7 +69,7 @@ export class ActionPanel {
     const send = h("button", { type: "submit", class: "primary", testid: "action-send" }, t("call.send"));
     const cancel = h("button", { type: "button", testid: "action-cancel", onclick: () => this.close() }, t("call.cancel"));
     const form = h("form", { class: "card action", testid: "action-panel", "data-action": name, novalidate: true,
-      "aria-labelledby": "action-title" }, h("h2", { id: "action-title" }, t(spec.title)), inputs, error,
+      "aria-labelledby": "action-heading" }, h("h2", { id: "action-heading" }, t(spec.title)), inputs, error,
     h("div", { class: "actions" }, send, cancel));
     form.addEventListener("keydown", (ev) => { if (ev.key === "Escape") this.close(); });
     form.addEventListener("submit", async (ev) => {
