@@ -131,7 +131,11 @@ class Load:
                 st = await self.timed(router.set_state(teller, "ready", skills=self.skills[teller]))
                 self._count_offer(st)
             elif st["state"] == "ready":
-                st = await router.teller(teller)  # an arriving ticket may have been offered meanwhile
+                # a real teller waits for the offer event; here: look again at most every 20 ms
+                if time.perf_counter() - st.get("_polled", 0.0) < 0.02:
+                    await asyncio.sleep(0)
+                    return
+                st = {**await router.teller(teller), "_polled": time.perf_counter()}
             elif st["state"] == "offered":
                 await self.timed(router.accept(st["offer_id"], teller))
                 st = {"state": "busy"}

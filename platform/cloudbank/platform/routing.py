@@ -21,7 +21,6 @@ Events: `offer` / `offer.expired` to the teller (`user:<id>`), `ticket.update` (
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import secrets
@@ -41,7 +40,7 @@ TELLER_STATES = ("offline", "ready", "not_ready", "offered", "busy", "wrap_up")
 CHANNELS = ("kiosk", "phone")
 TICKET_TTL_S = 24 * 3600
 POSITION_PUSH_MIN_S = 1.0
-PUBLISH_BATCH = 50
+PUBLISH_BATCH = 500
 MAX_CALLBACK_AHEAD_S = 7 * 24 * 3600
 P = "acd:"
 
@@ -474,8 +473,8 @@ class Router:
             marks[tid] = mark
         if self.publish:
             for i in range(0, len(changed), PUBLISH_BATCH):
-                await asyncio.gather(*(events.publish(self.redis, customer, {"type": "ticket.update", "ticket": view})
-                                       for customer, view in changed[i:i + PUBLISH_BATCH]))
+                await events.publish_batch(self.redis, [(customer, {"type": "ticket.update", "ticket": view})
+                                                        for customer, view in changed[i:i + PUBLISH_BATCH]])
         if marks:
             await self.redis.hset(f"{P}pushed", mapping=marks)  # type: ignore[arg-type]
         return len(changed)
