@@ -108,3 +108,30 @@ async def test_every_control_has_a_testid_and_a_name_on_every_screen(seat: Any, 
     await seat.login(second_page, "super1")
     await expect(second_page.get_by_test_id("wallboard").locator("table")).to_be_visible()
     assert await second_page.evaluate(UNLABELLED) == [], "supervisor"
+
+
+async def test_a_call_can_be_handled_with_the_keyboard_alone(seat: Any, page: Page, kiosk: Any) -> None:
+    await page.goto(seat.seat_url)
+    await expect(page.get_by_test_id("login-username")).to_be_focused()
+    await page.keyboard.type("teller1")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(seat.password)
+    await page.keyboard.press("Enter")
+    await page.get_by_test_id("state-ready").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("state-now")).to_have_attribute("data-state", "ready")
+    await kiosk.client.create_ticket("deposit")
+    await expect(page.get_by_test_id("offer-accept")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("call")).to_be_visible()
+    await page.get_by_test_id("end-call").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("wrapup-code")).to_be_focused()
+    await page.keyboard.press("ArrowDown")  # the first disposition
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_test_id("wrapup-notes")).to_be_focused()
+    await page.keyboard.type("all done")
+    await page.get_by_test_id("wrapup-submit").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("state-now")).to_have_attribute("data-state", "ready", timeout=10_000)
