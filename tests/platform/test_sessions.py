@@ -586,3 +586,58 @@ async def test_wrapup_needs_a_disposition_code(api: Client, body: dict[str, Any]
     resp = await post(api, f"/sessions/{sid}/wrapup", c.teller, body)
     assert resp.status == 400 and needle in (await resp.json())["message"]
     assert await state_of(api, sid) == "wrap_up"
+
+
+# -- dead video nodes --------------------------------------------------------------------------------
+
+async def _wait_for(api: Client, client: str, kind: str, count: int = 1) -> list[dict[str, Any]]:
+    """Events of `kind` in the client's stream once `count` have arrived (bounded: ~10 s)."""
+    import asyncio
+
+    for _ in range(100):
+        found = [e for e in await stream(api, client) if e["type"] == kind]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    return [e for e in await stream(api, client) if e["type"] == kind]
+
+
+async def test_node_down_moves_live_calls_once_across_two_platform_nodes(
+        api: Client, aiohttp_client: MakeClient, config: Config) -> None:
+    import asyncio
+
+    second = await aiohttp_client(create_app(config))  # another platform node watching the same stream
+    live = await call(api)
+    ended = await call(api, teller=await person(api, "tom"), customer=await kiosk(api, "k2"))
+    await post(api, f"/sessions/{ended.session['id']}/end", ended.teller)
+    await add_node(api, "node-b", calls=0)
+    await add_node(api, "node-a", alive=False)
+    # In order: the ended call and an unknown id are handled before the live call is moved.
+    sids = [ended.session["id"], "00000000-0000-0000-0000-000000000000", live.session["id"]]
+    await api.app[REDIS].xadd("video:events", {"type": "node.down", "node": "node-a",
+                                               "sessions": json.dumps(sids), "at": "0"})
+    for party in (live.customer, live.teller):
+        rejoin = await _wait_for(api, party.client, "video.rejoin")
+        assert len(rejoin) == 1 and rejoin[0]["session"]["video_node"] == "node-b"
+        claims = await verify_join(api, rejoin[0]["video"]["token"], live.session["id"])
+        assert claims.get("node") == "node-b" and claims.sub == party.client
+    await asyncio.sleep(0.5)  # give the other node's watcher the chance to (wrongly) act twice
+    assert len([e for e in await stream(second, live.customer.client) if e["type"] == "video.rejoin"]) == 1
+    assert [e for e in await stream(api, ended.customer.client) if e["type"] == "video.rejoin"] == []
+    moved = [r for r in await api.app[AUDIT].records(subject=f"session:{live.session['id']}")
+             if r.action == "session.moved"]
+    assert len(moved) == 1 and moved[0].details == {"from_node": "node-a", "to_node": "node-b"}
+
+
+async def test_garbage_on_the_video_event_stream_is_skipped(api: Client) -> None:
+    c = await call(api)
+    redis = api.app[REDIS]
+    await add_node(api, "node-b")
+    await redis.xadd("video:events", {"type": "node.down", "node": "node-a", "sessions": "{not json"})
+    await redis.xadd("video:events", {"type": "node.up", "node": "node-a"})
+    ours = json.dumps([c.session["id"]])
+    await redis.xadd("video:events", {"type": "node.down", "node": "node-zzz", "sessions": ours})  # not its node
+    await add_node(api, "node-a", alive=False)
+    await redis.xadd("video:events", {"type": "node.down", "node": "node-a", "sessions": ours})
+    rejoin = await _wait_for(api, c.customer.client, "video.rejoin")
+    assert len(rejoin) == 1 and rejoin[0]["session"]["video_node"] == "node-b"

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from aiohttp import web
-from cloudbank.platform import acd_api, catalogue, events_api, identity_api, matcher, openapi, phone_auth, sessions_api
+from cloudbank.platform import (
+    acd_api,
+    catalogue,
+    events_api,
+    identity_api,
+    matcher,
+    openapi,
+    phone_auth,
+    sessions,
+    sessions_api,
+)
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import service_app
 
@@ -18,6 +28,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(openapi.routes)
     app.add_routes(acd_api.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis
+    app.cleanup_ctx.append(sessions.node_watch_ctx)  # moves calls off video nodes that die
     # config.otp_sender has one choice today ("file"); an SMS gateway would be picked here.
     app[phone_auth.OTP_SENDER] = phone_auth.default_sender(config.data)
     return app

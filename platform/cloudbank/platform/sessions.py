@@ -19,15 +19,18 @@ appended to the audit chain and sent to the session's audience as an event.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import json
+import logging
 import re
+import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,9 @@ from cloudbank.platform.records import sessions
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
 from cloudbank.platform.tokens import Claims
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+log = logging.getLogger("cloudbank.sessions")
 
 STATES = ("connecting", "active", "on_hold", "transferring", "wrap_up", "closed")
 TRANSITIONS: Mapping[str, frozenset[str]] = {
@@ -280,21 +286,35 @@ class Sessions:
             raise Conflict(f"the session is {session.state}; there is no call to join", state=session.state)
         node = await node_by_id(self.redis, session.video_node)
         if node is None:
-            node = await pick_node(self.redis)
-            async with self.engine.begin() as conn:
-                await conn.execute(sessions.update().where(sessions.c.id == session.id)
-                                   .values(video_node=node.id))
-            await self.app[AUDIT].append(actor(claims), "session.moved", f"session:{session.id}",
-                                         {"from_node": session.video_node, "to_node": node.id})
-            moved = await self.get(session.id)
-            for other, client in (("customer", session.customer), ("teller", f"user:{session.teller_id}")):
-                if other != party:
-                    await events.publish(self.redis, client, {
-                        "type": "video.rejoin", "session": moved.public(),
-                        "video": self.video(session.id, node, client, other)})
+            moved = await self.relocate(session, actor(claims), skip_party=party)
+            node = await node_by_id(self.redis, moved.video_node) if moved else None
+            if node is None:
+                raise Conflict("the call is being moved to another video node; join again", state=session.state)
         client = session.customer if party == "customer" else f"user:{session.teller_id}"
         await self.app[AUDIT].append(actor(claims), "session.joined", f"session:{session.id}", {"party": party})
         return {"video": self.video(session.id, node, client, party)}
+
+    async def relocate(self, session: Session, who: str, skip_party: str = "") -> Session | None:
+        """Move a live call off its (dead) node to the best live one and send each party, except
+        `skip_party` (who asked and gets its token in the reply), `video.rejoin` with a fresh token.
+        Returns the moved session, or None when another node moved it first or it is over."""
+        if session.state not in LIVE:
+            return None
+        node = await pick_node(self.redis)
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sessions.update().where(
+                sessions.c.id == session.id, sessions.c.video_node == session.video_node,
+                sessions.c.state.in_(LIVE)).values(video_node=node.id))
+        if res.rowcount != 1:
+            return None  # someone else moved it (or it ended) in between
+        await self.app[AUDIT].append(who, "session.moved", f"session:{session.id}",
+                                     {"from_node": session.video_node, "to_node": node.id})
+        moved = await self.get(session.id)
+        for party, client in (("customer", session.customer), ("teller", f"user:{session.teller_id}")):
+            if party != skip_party:
+                await events.publish(self.redis, client, {"type": "video.rejoin", "session": moved.public(),
+                                                          "video": self.video(session.id, node, client, party)})
+        return moved
 
     # -- the teller's moves ------------------------------------------------------------------------
 
@@ -490,6 +510,102 @@ def _check_answer(push: dict[str, Any], answer: str, values: dict[str, str], sig
     if not png.startswith(PNG_MAGIC) or len(png) < 67:
         raise BadRequest("the signature is not a PNG image", field="signature")
     return png
+
+
+# -- dead video nodes -------------------------------------------------------------------------------
+
+VIDEO_EVENTS = "video:events"
+WATCH_GROUP = "platform"
+WATCH_BLOCK_MS = 1000
+# A node.down another platform node took but never acknowledged (it died) is taken over after this.
+WATCH_CLAIM_IDLE_MS = 30_000
+
+
+async def handle_video_event(app: web.Application, fields: Mapping[str, Any]) -> int:
+    """React to one `video:events` entry; returns how many calls were moved."""
+    if _s(fields.get("type", "")) != "node.down":
+        return 0
+    node_id = _s(fields.get("node", ""))
+    try:
+        ids = [str(i) for i in json.loads(_s(fields.get("sessions", "[]")))]
+    except ValueError:
+        return 0
+    svc, count = Sessions(app), 0
+    for session_id in ids[:10_000]:
+        try:
+            session = await svc.get(session_id)
+        except NotFound:
+            continue
+        if session.video_node == node_id and await svc.relocate(session, "platform"):
+            count += 1
+    return count
+
+
+class _Watcher:
+    """The watch loop of one app; `stop()` ends it between passes, or at once while it only waits."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.redis: Redis = app[REDIS]
+        self.consumer = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.stopping = False
+        self.waiting = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        redis, passes = self.redis, 0
+        while not self.stopping:
+            try:
+                batch: list[tuple[Any, dict[Any, Any]]] = []
+                if passes % 10 == 0:
+                    claimed = await redis.xautoclaim(VIDEO_EVENTS, WATCH_GROUP, self.consumer,
+                                                     WATCH_CLAIM_IDLE_MS, start_id="0-0", count=10)
+                    batch += list(claimed[1])
+                passes += 1
+                self.waiting = True
+                try:
+                    reply: Any = await redis.xreadgroup(WATCH_GROUP, self.consumer, {VIDEO_EVENTS: ">"},
+                                                        count=10, block=WATCH_BLOCK_MS)
+                finally:
+                    self.waiting = False
+                for _stream, entries in reply or []:
+                    batch += list(entries)
+                for entry_id, fields in batch:
+                    await handle_video_event(self.app, {_s(k): v for k, v in fields.items()})
+                    await redis.xack(VIDEO_EVENTS, WATCH_GROUP, entry_id)
+            except NoVideoNode:
+                log.warning("a video node died and no other is live: its calls wait for one")
+                await asyncio.sleep(1.0)
+            except Exception:  # noqa: BLE001 - keep watching through a Redis or database hiccup
+                log.exception("watching video nodes failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        # Never cancel inside a database transaction; a blocked XREADGROUP may be cancelled (an
+        # unacknowledged entry is claimed again later).
+        self.stopping = True
+        assert self.task is not None
+        if self.waiting:
+            self.task.cancel()
+        done, _ = await asyncio.wait({self.task}, timeout=WATCH_BLOCK_MS / 1000 + 5)
+        if not done:
+            self.task.cancel()
+            await asyncio.wait({self.task})
+
+
+async def node_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """While the app runs, move the calls of video nodes that die (`node.down` from the registry's
+    sweeper) to live nodes. One consumer group: each death is handled by one platform node."""
+    redis: Redis = app[REDIS]
+    try:
+        await redis.xgroup_create(VIDEO_EVENTS, WATCH_GROUP, id="$", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    watcher = _Watcher(app)
+    watcher.task = asyncio.create_task(watcher.run(), name="video-node-watch")
+    yield
+    await watcher.stop()
 
 
 async def start_session(app: web.Application, ticket: Mapping[str, Any], teller_id: str,
