@@ -3,11 +3,10 @@
 State machine (every move is a compare-and-set on the session's row, so two platform nodes
 cannot both make a move; an illegal move is a 409):
 
-    connecting ─> active <─> on_hold
-        │            │          │
-        ├────────────┴──────────┴─> transferring ─> wrap_up ─> closed
-        └───────────────────────────────────────────> wrap_up
-    (connecting may also close at once when the customer never arrives)
+    connecting ─> active <─> on_hold          (activate; hold / resume)
+    connecting | active | on_hold ─> transferring ─> (the new leg starts) wrap_up
+    connecting | active | on_hold ─> wrap_up   (end, by either party)
+    wrap_up | transferring ─> closed           (wrap-up with a disposition code)
 
 A session starts when a teller accepts an offer (`start_session`, called by the ACD's accept
 handler): it is placed on the live, non-draining video node with the fewest calls, and each party
@@ -51,7 +50,7 @@ log = logging.getLogger("cloudbank.sessions")
 
 STATES = ("connecting", "active", "on_hold", "transferring", "wrap_up", "closed")
 TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "connecting": frozenset({"active", "transferring", "wrap_up", "closed"}),
+    "connecting": frozenset({"active", "transferring", "wrap_up"}),
     "active": frozenset({"on_hold", "transferring", "wrap_up"}),
     "on_hold": frozenset({"active", "transferring", "wrap_up"}),
     "transferring": frozenset({"wrap_up", "closed"}),
