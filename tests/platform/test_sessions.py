@@ -25,7 +25,7 @@ from cloudbank.platform.config import Config
 from cloudbank.platform.errors import Forbidden
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import sessions as sessions_table
-from cloudbank.platform.service import AUDIT, ENGINE, KEYS, REDIS
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
 from cloudbank.platform.sessions import MAX_SIGNATURE_BYTES, TRANSITIONS, pick_node
 from cloudbank.platform.tokens import Claims
 
@@ -641,3 +641,17 @@ async def test_garbage_on_the_video_event_stream_is_skipped(api: Client) -> None
     await redis.xadd("video:events", {"type": "node.down", "node": "node-a", "sessions": ours})
     rejoin = await _wait_for(api, c.customer.client, "video.rejoin")
     assert len(rejoin) == 1 and rejoin[0]["session"]["video_node"] == "node-b"
+
+
+async def test_a_verified_phone_customer_is_a_party_like_a_kiosk(api: Client) -> None:
+    start = await api.post("/phone/start", json={"phone": "+821055556666"})
+    challenge = (await start.json())["challenge_id"]
+    code = (api.app[CONFIG].data / "otp.log").read_text().split()[-1]  # the default sender's file
+    verified = await (await api.post("/phone/verify", json={"challenge_id": challenge, "code": code})).json()
+    phone = Person(verified["customer_id"], {"Authorization": f"Bearer {verified['token']}"},
+                   f"phone:{verified['customer_id']}")
+    c = await call(api, customer=phone)
+    assert c.session["customer"] == phone.client and c.ticket["channel"] == "phone"
+    video = (await (await post(api, f"/sessions/{c.session['id']}/join", phone)).json())["video"]
+    assert (await verify_join(api, video["token"], c.session["id"])).sub == phone.client
+    assert (await post(api, f"/sessions/{c.session['id']}/end", phone)).status == 200
