@@ -73,6 +73,7 @@ async def test_not_ready_with_a_reason_gets_no_offer(seat: Any, page: Page, kios
     # The queue shows the waiting customer, and no offer rings.
     await expect(page.get_by_test_id("my-queues").locator("[data-queue=deposit] [data-field=waiting]")
                  ).to_have_text("1", timeout=8000)
+    await expect(page.get_by_test_id("my-queues").locator("[data-queue=deposit] th")).to_have_text("Deposits")
     await expect(page.get_by_test_id("offer")).to_have_count(0)
 
 

@@ -24,8 +24,9 @@ export function normaliseTeller(data) {
 
 export class HomeScreen {
   /** onState(state, reason) asks the platform to change state; onResume() returns to the call. */
-  constructor(root, { onState, onResume }) {
+  constructor(root, { onState, onResume, names = {} }) {
     this.root = root;
+    this.names = names;   // service code -> name
     this.onState = onState;
     this.onResume = onResume;
     this.data = normaliseTeller({});
@@ -70,7 +71,7 @@ export class HomeScreen {
         h("tbody", {}, d.queues.map((q) => {
           const code = q.code || q.queue || q.id || q.service;
           return h("tr", { "data-queue": code },
-            h("th", { scope: "row" }, q.name || code),
+            h("th", { scope: "row" }, this.names[code] || q.name || code),
             h("td", { "data-field": "waiting" }, String(q.waiting ?? 0)),
             h("td", { "data-field": "longest" }, clock(q.longest_wait_s ?? q.longest_wait ?? 0)));
         })))

@@ -213,7 +213,8 @@ class SeatApp {
 
   async showHome() {
     const home = this.screen instanceof HomeScreen ? this.screen
-      : new HomeScreen(this.root, { onState: (s, r) => this.changeState(s, r), onResume: (s) => this.resumeCall({ session: s, phase: "call" }) });
+      : new HomeScreen(this.root, { onState: (s, r) => this.changeState(s, r),
+        onResume: (s) => this.resumeCall({ session: s, phase: "call" }), names: Object.fromEntries(this.services) });
     this.setScreen(home);
     // Queue lengths change without an event to the teller: refresh them while home is shown.
     clearInterval(this.homePoll);
