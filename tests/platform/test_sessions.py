@@ -655,3 +655,17 @@ async def test_a_verified_phone_customer_is_a_party_like_a_kiosk(api: Client) ->
     video = (await (await post(api, f"/sessions/{c.session['id']}/join", phone)).json())["video"]
     assert (await verify_join(api, video["token"], c.session["id"])).sub == phone.client
     assert (await post(api, f"/sessions/{c.session['id']}/end", phone)).status == 200
+
+
+async def test_each_party_lists_its_open_sessions_only(api: Client) -> None:
+    c = await call(api)
+    other = await call(api, teller=await person(api, "tom"), customer=await kiosk(api, "k2"))
+    for who, expected in ((c.teller, [c.session["id"]]), (c.customer, [c.session["id"]]),
+                          (other.customer, [other.session["id"]])):
+        body = await (await api.get("/sessions", headers=who.headers)).json()
+        assert [s["id"] for s in body["sessions"]] == expected
+    await post(api, f"/sessions/{c.session['id']}/end", c.teller)
+    await post(api, f"/sessions/{c.session['id']}/wrapup", c.teller, {"disposition": "done", "service_done": True})
+    assert (await (await api.get("/sessions", headers=c.teller.headers)).json())["sessions"] == []
+    assert (await api.get("/sessions", headers=_bearer(api, "x", "supervisor"))).status == 403
+    assert (await api.get("/sessions")).status == 401

@@ -187,6 +187,20 @@ class Sessions:
             raise NotFound("no such session")
         return _session(row)
 
+    async def mine(self, claims: Claims) -> list[Session]:
+        """The caller's sessions that are not closed (a console reloading finds its call), newest first."""
+        customer = customer_client(claims)
+        if customer is not None:
+            where = sessions.c.customer == customer
+        elif claims.role == "teller":
+            where = sessions.c.teller_id == claims.sub
+        else:
+            return []
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(sessions).where(where, sessions.c.state != "closed")
+                                       .order_by(sessions.c.created_at.desc()).limit(20))).all()
+        return [_session(r) for r in rows]
+
     async def for_party(self, session_id: str, claims: Claims, parties: tuple[str, ...] = ("customer", "teller"),
                         ) -> tuple[Session, str]:
         """The session and the caller's party in it; someone else's session is a 404, as is an unknown one."""

@@ -92,6 +92,13 @@ async def _caller(request: web.Request, roles: tuple[str, ...] = PARTIES) -> tup
     return Sessions(request.app), claims, request.match_info.get("session_id", "")[:64]
 
 
+@routes.get("/sessions")
+async def my_sessions(request: web.Request) -> web.Response:
+    """The caller's sessions that are not closed yet (customer or teller), newest first."""
+    svc, claims, _ = await _caller(request, (*CUSTOMERS, "teller"))
+    return web.json_response({"sessions": [s.public() for s in await svc.mine(claims)]})
+
+
 @routes.get("/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     """A party's view of the session."""
