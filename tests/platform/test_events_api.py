@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from cloudbank.platform import events
 from cloudbank.platform.app import create_app
 from cloudbank.platform.config import Config
-from cloudbank.platform.events_api import BURST, MAX_STRIKES
+from cloudbank.platform.events_api import BURST, MAX_SOCKETS_PER_CLIENT, MAX_STRIKES
 from cloudbank.platform.service import KEYS, REDIS
 
 Client = TestClient[Any, Any]
@@ -196,3 +196,23 @@ async def test_two_clients_on_two_nodes_each_get_only_their_own(node_a: Client, 
     assert [g["to"] for g in got] == ["k1", "k2"]
     await ws1.close()
     await ws2.close()
+
+
+async def test_one_client_may_hold_only_a_few_sockets_per_node(node_a: Client) -> None:
+    token = _token(node_a)
+    sockets = [(await _connect(node_a, token))[0] for _ in range(MAX_SOCKETS_PER_CLIENT)]
+    with pytest.raises(WSServerHandshakeError) as exc:
+        await node_a.ws_connect("/ws", params={"token": token})
+    assert exc.value.status == 429
+    other, _ = await _connect(node_a, _token(node_a, sub="k2"))  # other clients are not affected
+    await sockets.pop().close()
+    for _ in range(50):  # the server notices the close on its next read (bounded wait)
+        try:
+            again, _ = await _connect(node_a, token)
+            break
+        except WSServerHandshakeError:
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("a closed socket was never released")
+    for ws in [*sockets, other, again]:
+        await ws.close()

@@ -31,4 +31,5 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(sessions.node_watch_ctx)  # moves calls off video nodes that die
     # config.otp_sender has one choice today ("file"); an SMS gateway would be picked here.
     app[phone_auth.OTP_SENDER] = phone_auth.default_sender(config.data)
+    app[events_api.WS_CLIENTS] = {}
     return app

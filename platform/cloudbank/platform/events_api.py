@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 from cloudbank.platform import events
-from cloudbank.platform.errors import BadRequest
+from cloudbank.platform.errors import BadRequest, TooManyRequests
 from cloudbank.platform.service import REDIS, authenticate
 from cloudbank.platform.tokens import PEOPLE, Claims
 from cloudbank.platform.validation import limit, parse
@@ -48,6 +48,10 @@ MAX_STRIKES = 5
 CLOSE_POLICY = 1008
 CLOSE_TOKEN_EXPIRED = 4001
 CLIENT_ROLES = (*PEOPLE, "device", "phone")
+# Each socket holds a Redis connection in XREAD BLOCK: cap the sockets one client may hold per node.
+MAX_SOCKETS_PER_CLIENT = 5
+# Open sockets per client id on this node (set in create_app).
+WS_CLIENTS: web.AppKey[dict[str, int]] = web.AppKey("events_ws_clients")
 
 
 def client_id(claims: Claims) -> str:
@@ -181,7 +185,21 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
         raise BadRequest("last_id must be an event id like 1700000000000-0 (the id of the last event seen)")
     cid = client_id(claims)
     redis = request.app[REDIS]
+    open_sockets = request.app[WS_CLIENTS]
+    if open_sockets.get(cid, 0) >= MAX_SOCKETS_PER_CLIENT:
+        raise TooManyRequests(f"at most {MAX_SOCKETS_PER_CLIENT} event sockets per client; close one", 5)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
+    open_sockets[cid] = open_sockets.get(cid, 0) + 1
+    try:
+        return await _serve(request, ws, redis, cid, claims, last_id)
+    finally:
+        open_sockets[cid] -= 1
+        if open_sockets[cid] <= 0:
+            del open_sockets[cid]
+
+
+async def _serve(request: web.Request, ws: web.WebSocketResponse, redis: Redis, cid: str, claims: Claims,
+                 last_id: str) -> web.WebSocketResponse:
     await ws.prepare(request)
     conn = _Connection(ws, redis, cid, claims, last_id or await _stream_end(redis, cid))
     await conn.send({"type": "hello", "id": conn.last_id, "client": cid})
