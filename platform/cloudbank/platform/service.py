@@ -19,7 +19,7 @@ from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ApiError, TooLarge, TooManyRequests, Unauthorized
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.tokens import Claims, KeyRing
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("cloudbank")
@@ -35,8 +35,12 @@ STARTED = web.AppKey("started", float)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def redis_client(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
+def redis_client(url: str, max_connections: int = 1000) -> Redis:
+    """A client whose pool queues callers when it is full (up to 20 s) instead of failing at once:
+    every open events WebSocket holds one connection in a blocking XREAD."""
+    pool = BlockingConnectionPool.from_url(url, decode_responses=True, socket_connect_timeout=5,
+                                           health_check_interval=30, max_connections=max_connections, timeout=20)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
