@@ -442,10 +442,8 @@ class Sessions:
         details: dict[str, Any] = {"push_id": push_id, "kind": push["kind"], "answer": answer, "values": values}
         if png is not None:
             rel = Path("signatures") / session.id / f"{push_id}.png"
-            path = self.config.data / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(png)
-            details["files"] = [{"path": str(rel), "sha256": file_sha256(path)}]
+            details["files"] = [{"path": str(rel),
+                                 "sha256": await asyncio.to_thread(_store, self.config.data / rel, png)}]
         push.update(state="answered", answer=answer, values=values, answered_at=time.time(),
                     signature_sha256=details["files"][0]["sha256"] if png is not None else None)
         await self.redis.hset(key, push_id, json.dumps(push, ensure_ascii=False))
@@ -490,6 +488,13 @@ class Sessions:
         await events.publish(self.redis, f"user:{request['teller_id']}",
                              {"type": "authorisation.result", **request})
         return request
+
+
+def _store(path: Path, data: bytes) -> str:
+    """Write a file (off the event loop) and return the SHA-256 of what is on disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return file_sha256(path)
 
 
 def _check_answer(push: dict[str, Any], answer: str, values: dict[str, str], signature: str | None,
