@@ -575,6 +575,9 @@ class _Watcher:
         while not self.stopping:
             try:
                 batch: list[tuple[Any, dict[Any, Any]]] = []
+                if passes == 0:
+                    # Here, not at start-up: the app must start (and report Redis down) without Redis.
+                    await _ensure_watch_group(redis)
                 if passes % 10 == 0:
                     claimed = await redis.xautoclaim(VIDEO_EVENTS, WATCH_GROUP, self.consumer,
                                                      WATCH_CLAIM_IDLE_MS, start_id="0-0", count=10)
@@ -611,15 +614,17 @@ class _Watcher:
             await asyncio.wait({self.task})
 
 
-async def node_watch_ctx(app: web.Application) -> AsyncIterator[None]:
-    """While the app runs, move the calls of video nodes that die (`node.down` from the registry's
-    sweeper) to live nodes. One consumer group: each death is handled by one platform node."""
-    redis: Redis = app[REDIS]
+async def _ensure_watch_group(redis: Redis) -> None:
     try:
         await redis.xgroup_create(VIDEO_EVENTS, WATCH_GROUP, id="$", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+async def node_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """While the app runs, move the calls of video nodes that die (`node.down` from the registry's
+    sweeper) to live nodes. One consumer group: each death is handled by one platform node."""
     watcher = _Watcher(app)
     watcher.task = asyncio.create_task(watcher.run(), name="video-node-watch")
     yield
