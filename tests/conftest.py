@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.redis_server import EmbeddedRedis
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+
 from cloudbank.kiosk_client.client import PlatformClient, VideoGrant
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.config import Config

@@ -10,6 +10,7 @@ import hashlib
 from typing import Any
 
 import pytest
+
 from cloudbank.kiosk_client import forms
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient, VideoGrant

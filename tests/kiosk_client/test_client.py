@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
+
 from cloudbank.kiosk_client.client import DeviceStatus, PlatformClient
 from cloudbank.kiosk_client.errors import PlatformError
 from cloudbank.platform import events
@@ -19,7 +21,6 @@ from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine
 from cloudbank.platform.seed import seed_services
 from cloudbank.platform.server import build_root
-from redis.asyncio import Redis
 
 MakeServer = Callable[..., Awaitable[TestServer]]
 

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from cloudbank.kiosk_client import credentials
 from cloudbank.kiosk_client.errors import CredentialError
 

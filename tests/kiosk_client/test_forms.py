@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from cloudbank.kiosk_client.errors import KioskError
 from cloudbank.kiosk_client.forms import (
     MAX_IMAGE_BYTES,

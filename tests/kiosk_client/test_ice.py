@@ -5,6 +5,7 @@ from __future__ import annotations
 import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection
+
 from cloudbank.kiosk_client.ice import _ice_connections, gather_only_on
 from cloudbank.kiosk_client.media_sources import synthetic
 

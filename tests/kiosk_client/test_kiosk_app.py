@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from cloudbank.kiosk_client import credentials
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.errors import CredentialError, PlatformError

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import async_playwright, expect
+
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.kiosk_app import Kiosk, KioskOptions
@@ -21,7 +23,6 @@ from cloudbank.kiosk_client.media_sources import synthetic
 from cloudbank.kiosk_client.playlist import PlaylistCache, PlaylistSync
 from cloudbank.platform import events
 from cloudbank.platform.service import redis_client
-from playwright.async_api import async_playwright, expect
 
 from .conftest import READ_STAMP, Stack, Teller, until
 

@@ -12,6 +12,7 @@ from aiortc.codecs import get_decoder, get_encoder
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
 from cloudbank.kiosk_client.errors import KioskError
 from cloudbank.kiosk_client.media_sources import (
     StampedVideoTrack,

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.media_sources import synthetic
-from playwright.async_api import Browser, Page, async_playwright, expect
 
 from .conftest import READ_STAMP, Stack, Teller, until
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.errors import PlaylistError
 from cloudbank.kiosk_client.playlist import PlaylistCache, PlaylistSync, parse_playlist

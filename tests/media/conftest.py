@@ -21,6 +21,8 @@ from aiohttp.test_utils import TestClient
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.platform.audit import AuditChain
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
@@ -28,7 +30,6 @@ from cloudbank.platform.records import create_engine, migrate, sessions
 from cloudbank.platform.server import build_root
 from cloudbank.video.packets import TrackInfo
 from cloudbank.video.recorder import Recorder, finish_recording, recording_folder
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 PASSWORD = "correct-horse-battery"
 PEOPLE = (("admin1", "admin", []), ("admin2", "admin", []), ("super1", "supervisor", []),

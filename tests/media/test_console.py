@@ -14,11 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from playwright.async_api import Page, async_playwright, expect
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.server import build_root
-from playwright.async_api import Page, async_playwright, expect
 
 STATIC = Path(__file__).parents[2] / "media" / "cloudbank" / "media" / "static"
 CHROMIUM = "/usr/bin/chromium"

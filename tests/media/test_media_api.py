@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.errors import PlaylistError
 from cloudbank.kiosk_client.playlist import PlaylistCache, PlaylistSync

@@ -12,6 +12,7 @@ from typing import Any
 
 import av
 import pytest
+
 from cloudbank.media.app import housekeeping_once
 from cloudbank.platform.audit import AuditChain, file_sha256
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cloudbank.media.store import BlobStore, check_name, check_sha256, sniff
 from cloudbank.platform.errors import BadRequest, TooLarge, UnsupportedMedia
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform import events
 from cloudbank.platform.acd_api import SESSION_STARTER
 from cloudbank.platform.app import create_app

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import redis.asyncio
+
 from cloudbank.platform import bench_acd, cli
 
 

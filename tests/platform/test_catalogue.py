@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform import acd_link
 from cloudbank.platform.app import create_app
 from cloudbank.platform.catalogue import Catalogue, Service

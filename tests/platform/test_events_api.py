@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform import events
 from cloudbank.platform.app import create_app
 from cloudbank.platform.config import Config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio
+
 from cloudbank.platform import metrics
 from cloudbank.platform.config import Config
 from cloudbank.platform.queue_log import QueueEvent, QueueLog

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform.app import create_app
 from cloudbank.platform.config import Config
 from cloudbank.platform.openapi import body_model, document, request_body

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform.app import create_app
 from cloudbank.platform.config import Config
 from cloudbank.platform.phone_auth import MAX_ATTEMPTS, OTP_SENDER, STARTS_PER_NUMBER, FileOtpSender

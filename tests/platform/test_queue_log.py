@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.queue_log import GROUP, STREAM, QueueLog
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.routing import QueueSpec, Router
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @pytest.fixture

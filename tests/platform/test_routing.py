@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+
 from cloudbank.platform import events
 from cloudbank.platform.errors import BadRequest, Conflict, NotFound
 from cloudbank.platform.queue_log import QueueLog

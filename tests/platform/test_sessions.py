@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform import events
 from cloudbank.platform.app import create_app
 from cloudbank.platform.catalogue import Catalogue, Service

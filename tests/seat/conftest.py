@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.media_sources import synthetic
@@ -27,7 +29,6 @@ from cloudbank.platform.server import build_root
 from cloudbank.seat import app as seat_app
 from cloudbank.video import app as video_app
 from cloudbank.video.room import SinkFactory
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",

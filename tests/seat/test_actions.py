@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.async_api import Page, expect
+
 from cloudbank.platform import events
 from cloudbank.platform.service import redis_client
-from playwright.async_api import Page, expect
 
 # Each browser test takes seconds; a hang must not eat the suite.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

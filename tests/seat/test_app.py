@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine, migrate, sessions

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from aiortc.contrib.media import MediaPlayer
+from playwright.async_api import Page, expect
+
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.media_sources import MediaSources, StampedVideoTrack
@@ -28,7 +30,6 @@ from cloudbank.video.packets import KeyframeRequester, PacketSink
 from cloudbank.video.recorder import recording_folder
 from cloudbank.video.snapshot import SnapshotTaker
 from cloudbank.video.transcript import TranscriptSink
-from playwright.async_api import Page, expect
 
 # The model loads in seconds and each call's recogniser warms up for longer: allow for it.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from playwright.async_api import Page, expect
+
 from cloudbank.platform.records import create_engine
 from cloudbank.platform.tokens import KeyRing
-from playwright.async_api import Page, expect
 
 # Each browser test takes seconds; a hang must not eat the suite.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

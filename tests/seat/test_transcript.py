@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Page, expect
+
 from cloudbank.platform.service import redis_client
 from cloudbank.video.asr import AsrResult
 from cloudbank.video.keywords import KeywordSpotter, rules_from_services
 from cloudbank.video.transcript import Transcript
-from playwright.async_api import Page, expect
 
 # Each browser test takes seconds; a hang must not eat the suite.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

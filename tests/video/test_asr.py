@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ConfigError
 from cloudbank.video.asr import (

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 from aiortc.rtp import RtpPacket
+
 from cloudbank.video.audio_tap import AudioTap, EnergyGate, level_dbfs
 from cloudbank.video.packets import TrackInfo
 

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import ENGINE
 from cloudbank.video.app import create_app
@@ -87,6 +88,7 @@ async def test_hold_track_never_yields() -> None:
 def test_keyframe_start_on_real_vp8_packets() -> None:
     from aiortc.codecs import get_encoder
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
     from cloudbank.video.testing_peers import stamped_frame
 
     encoder = get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96))

@@ -14,6 +14,7 @@ import aioice.ice
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCBundlePolicy
+
 from cloudbank.platform.config import Config
 from cloudbank.video.errors import AiortcIncompatible
 from cloudbank.video.ice import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cloudbank.video.asr import AsrResult
 from cloudbank.video.keywords import KeywordRule, KeywordSpotter, normalise, rules_from_services
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import ENGINE
 from cloudbank.video.app import create_app

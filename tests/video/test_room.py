@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import ENGINE
 from cloudbank.video.app import create_app

@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCBundlePolicy
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import ENGINE, KEYS
 from cloudbank.video.app import create_app

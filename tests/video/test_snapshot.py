@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from aiortc.rtp import RtpPacket
+
 from cloudbank.platform.audit import AuditChain, file_sha256
 from cloudbank.platform.config import Config
 from cloudbank.platform.records import create_engine, migrate

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import redis.asyncio
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.events import add_to_audience, read
 from cloudbank.video.asr import AsrResult, Word, asr_service

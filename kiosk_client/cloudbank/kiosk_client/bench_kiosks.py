@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient, VideoGrant
 from cloudbank.kiosk_client.media_sources import synthetic

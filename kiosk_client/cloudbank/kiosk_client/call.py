@@ -28,6 +28,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
+
 from cloudbank.kiosk_client.client import PlatformClient, VideoGrant
 from cloudbank.kiosk_client.errors import CallError
 from cloudbank.kiosk_client.ice import gather_only_on

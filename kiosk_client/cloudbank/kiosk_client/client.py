@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+
 from cloudbank.kiosk_client.errors import PlatformError
 
 log = logging.getLogger("cloudbank.kiosk_client.client")

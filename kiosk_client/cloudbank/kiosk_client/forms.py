@@ -17,6 +17,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.errors import KioskError
 

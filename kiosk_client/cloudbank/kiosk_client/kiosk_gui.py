@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+
 from cloudbank.kiosk_client import forms
 from cloudbank.kiosk_client.errors import KioskError, PlatformError, PlaylistError
 from cloudbank.kiosk_client.kiosk_app import Kiosk

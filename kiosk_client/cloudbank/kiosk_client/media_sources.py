@@ -19,6 +19,7 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
+
 from cloudbank.kiosk_client.errors import KioskError
 
 VIDEO_CLOCK = 90000

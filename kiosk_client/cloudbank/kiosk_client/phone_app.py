@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import Handler, service_app
 from cloudbank.platform.static_files import add_static_app

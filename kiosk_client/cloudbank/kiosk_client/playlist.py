@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+
 from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.errors import PlatformError, PlaylistError
 

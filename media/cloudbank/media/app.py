@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+
 from cloudbank.media import media_api, recordings_api
 from cloudbank.media.recordings import RecordingsCatalogue
 from cloudbank.media.retention import purge_expired

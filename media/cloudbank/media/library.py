@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.media.store import KINDS, StoredBlob
 from cloudbank.platform.errors import NotFound
 from cloudbank.platform.records import media_items
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+
 from cloudbank.media.library import Item, Library
 from cloudbank.media.playlists import Entry, Playlists, Version
 from cloudbank.media.store import BlobStore, check_name, check_sha256

@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from cloudbank.platform.errors import Conflict, Forbidden, NotFound
-from cloudbank.platform.records import branches, playlist_versions, playlists
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cloudbank.platform.errors import Conflict, Forbidden, NotFound
+from cloudbank.platform.records import branches, playlist_versions, playlists
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.platform.audit import AuditChain, AuditRecord, file_sha256, record_hash
 from cloudbank.platform.errors import BadRequest, Conflict, NotFound
 from cloudbank.platform.records import recordings, sessions
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 

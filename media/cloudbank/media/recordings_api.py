@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
 from cloudbank.media.media_api import no_body, query_only
 from cloudbank.media.recordings import Recording, RecordingsCatalogue, check_session_id
 from cloudbank.media.retention import MAX_RETENTION_DAYS, load_settings, purge_expired, set_retention

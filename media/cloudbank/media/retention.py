@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.media.recordings import RecordingsCatalogue
 from cloudbank.platform.audit import PURGED_ACTION, AuditChain
 from cloudbank.platform.records import media_settings
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 RETENTION_KEY = "retention_days"
 MAX_RETENTION_DAYS = 100 * 365

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
 from cloudbank.platform import metrics
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound

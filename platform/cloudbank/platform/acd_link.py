@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+
 from cloudbank.platform.errors import Conflict, NotFound
 from cloudbank.platform.routing import ROUTER, QueueSpec, Router, ServiceLike
 from cloudbank.platform.service import CONFIG, REDIS

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from cloudbank.platform.records import GENESIS_HASH, audit_head, audit_log
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloudbank.platform.records import GENESIS_HASH, audit_head, audit_log
 
 
 def _canonical(seq: int, at: float, actor: str, action: str, subject: str, details: str, prev: str) -> bytes:

@@ -30,12 +30,13 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import BlockingConnectionPool, Redis
+
 from cloudbank.platform import cli
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ApiError, StartupError
 from cloudbank.platform.queue_log import QueueLog
 from cloudbank.platform.routing import QueueSpec, Router
-from redis.asyncio import BlockingConnectionPool, Redis
 
 QUEUES = (QueueSpec("general", "general", "longest_idle", 20, 30, 300),
           QueueSpec("cards", "cards", "fewest_calls", 20, 30, 240),

@@ -13,12 +13,13 @@ from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.platform import acd_link
 from cloudbank.platform.errors import BadRequest, NotFound
 from cloudbank.platform.records import services
 from cloudbank.platform.service import AUDIT, ENGINE, authenticate
 from cloudbank.platform.validation import limit, read_json
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 Strategy = Literal["longest_idle", "fewest_calls", "skill_level"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
+from redis.asyncio import Redis
+
 from cloudbank.platform import events
 from cloudbank.platform.errors import BadRequest, TooManyRequests
 from cloudbank.platform.service import REDIS, authenticate
 from cloudbank.platform.tokens import PEOPLE, Claims
 from cloudbank.platform.validation import limit, parse
-from redis.asyncio import Redis
 
 log = logging.getLogger("cloudbank.events")
 routes = web.RouteTableDef()

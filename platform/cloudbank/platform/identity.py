@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from redis.asyncio import Redis
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.platform.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 from cloudbank.platform.passwords import MIN_LENGTH, generate_password, hash_password, verify_password
 from cloudbank.platform.records import branches, devices, enrolment_codes, users
 from cloudbank.platform.tokens import PEOPLE
-from redis.asyncio import Redis
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 ENROL_CODE_TTL_S = 7 * 24 * 3600

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
 from cloudbank.platform.errors import Forbidden, Unauthorized
 from cloudbank.platform.identity import Directory, LoginGuard
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS, authenticate, revoke

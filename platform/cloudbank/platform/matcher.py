@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.queue_log import QueueLog
 from cloudbank.platform.routing import ROUTER, Router

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+
 from cloudbank.platform.validation import json_schema
 
 routes = web.RouteTableDef()

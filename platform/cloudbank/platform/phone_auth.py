@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
+from redis.asyncio import Redis
+
 from cloudbank.platform.errors import BadRequest, TooManyRequests, Unauthorized
 from cloudbank.platform.service import AUDIT, CONFIG, KEYS, REDIS
 from cloudbank.platform.validation import limit, read_json
-from redis.asyncio import Redis
 
 log = logging.getLogger("cloudbank.otp")
 routes = web.RouteTableDef()

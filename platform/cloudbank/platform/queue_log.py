@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from cloudbank.platform.records import queue_log
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloudbank.platform.records import queue_log
 
 STREAM = "acd:log"
 GROUP = "records"

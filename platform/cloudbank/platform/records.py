@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from cloudbank.platform.errors import StartupError
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cloudbank.platform.errors import StartupError
 
 metadata = sa.MetaData()
 

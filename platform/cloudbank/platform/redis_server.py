@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import redis
+
 from cloudbank.platform.errors import StartupError
 
 _PR_SET_PDEATHSIG = 1

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+from redis.asyncio import Redis
+
 from cloudbank.platform import events, routing_lua
 from cloudbank.platform.errors import ApiError, BadRequest, Conflict, NotFound
-from redis.asyncio import Redis
 
 PRIORITY_BOOST_S: Mapping[str, float] = {"normal": 0.0, "elderly": 120.0, "vip": 300.0}
 STRATEGIES = ("longest_idle", "fewest_calls", "skill_level")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import redis.asyncio
 from aiohttp import web
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import StartupError
 from cloudbank.platform.records import create_engine, migrate

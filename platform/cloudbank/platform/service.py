@@ -14,13 +14,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+from redis.asyncio import BlockingConnectionPool, Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.platform.audit import AuditChain
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ApiError, TooLarge, TooManyRequests, Unauthorized
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.tokens import Claims, KeyRing
-from redis.asyncio import BlockingConnectionPool, Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("cloudbank")
 

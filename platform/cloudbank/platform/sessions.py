@@ -36,6 +36,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
 from cloudbank.platform import acd_link, events
 from cloudbank.platform.audit import file_sha256
 from cloudbank.platform.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
@@ -43,8 +46,6 @@ from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import sessions
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
 from cloudbank.platform.tokens import Claims
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 log = logging.getLogger("cloudbank.sessions")
 

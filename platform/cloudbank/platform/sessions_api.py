@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+
 from cloudbank.platform.errors import BadRequest
 from cloudbank.platform.service import authenticate
 from cloudbank.platform.sessions import Sessions

@@ -20,9 +20,10 @@ from typing import Any
 
 import jwt
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cloudbank.platform.errors import Forbidden, Unauthorized
 from cloudbank.platform.records import signing_keys
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 PEOPLE = ("teller", "supervisor", "admin")
 ROLES = (*PEOPLE, "device", "phone", "join")

@@ -12,6 +12,7 @@ import types
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from aiohttp import web
+
 from cloudbank.platform.errors import BadRequest, TooLarge, UnsupportedMedia
 
 T = TypeVar("T")

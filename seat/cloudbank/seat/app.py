@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.service import CONFIG, Handler, service_app
 from cloudbank.platform.static_files import add_static_app

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+
 from cloudbank.platform.errors import Forbidden
 from cloudbank.platform.records import branches, sessions, users
 from cloudbank.platform.service import ENGINE, REDIS, authenticate

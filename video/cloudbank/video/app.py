@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from aiortc.rtp import RtpPacket
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import Forbidden, NotFound
 from cloudbank.platform.service import AUDIT, CONFIG, REDIS, authenticate, service_app

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ConfigError
 

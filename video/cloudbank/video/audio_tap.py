@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import av
 import numpy as np
 from aiortc.rtp import RtpPacket
+
 from cloudbank.video.packets import TrackInfo
 
 log = logging.getLogger(__name__)

@@ -38,6 +38,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+
 from cloudbank.platform.config import Config
 from cloudbank.video.forwarding import ReceiveTap, codec_preferences
 from cloudbank.video.ice import restrict_ice

@@ -38,6 +38,7 @@ from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket, unwrap_rtx
+
 from cloudbank.video.errors import AiortcIncompatible
 
 log = logging.getLogger("cloudbank.video.forwarding")

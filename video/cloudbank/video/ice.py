@@ -27,6 +27,7 @@ from typing import Any
 
 import aioice.ice
 from aiortc import RTCPeerConnection
+
 from cloudbank.platform.config import Config
 from cloudbank.video.errors import AiortcIncompatible
 

@@ -32,6 +32,7 @@ import av
 from aiortc.codecs.h264 import h264_depayload
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtp import RtpPacket
+
 from cloudbank.platform.audit import AuditChain, file_sha256
 from cloudbank.platform.config import Config
 from cloudbank.video.packets import KeyframeRequester, Party, TrackInfo

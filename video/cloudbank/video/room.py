@@ -25,6 +25,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
+
 from cloudbank.video.errors import BadSdp, RoomFull, SignallingError
 from cloudbank.video.forwarding import ReceiveTap, SendPort, add_forwarding_transceiver
 from cloudbank.video.packets import KeyframeRequester, Kind, PacketSink, Party, TrackInfo

@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 
 from aiohttp import WSMsgType, web
 from aiortc.sdp import candidate_from_sdp
+
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden
 from cloudbank.platform.service import CONFIG, authenticate
 from cloudbank.platform.validation import limit, parse

@@ -22,13 +22,14 @@ import cv2
 import cv2.data
 import numpy as np
 from aiortc.rtp import RtpPacket
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from cloudbank.platform.audit import AuditChain, file_sha256
 from cloudbank.platform.errors import CloudbankError
 from cloudbank.platform.events import publish_to_session
 from cloudbank.video.packets import KeyframeRequester, Party, TrackInfo
 from cloudbank.video.recorder import EncodedFrame, FrameAssembler
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 

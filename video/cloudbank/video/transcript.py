@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from aiortc.rtp import RtpPacket
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from cloudbank.platform.events import publish_to_session
 from cloudbank.video.asr import AsrResult, AsrService, ResultHandler, SpeechStream
 from cloudbank.video.audio_tap import AudioTap
 from cloudbank.video.keywords import KeywordSpotter
 from cloudbank.video.packets import TrackInfo
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
