@@ -459,3 +459,29 @@ async def test_storm_on_two_nodes_never_double_offers(router: Router, second_nod
         view = await router.teller(t)
         if view["state"] == "offered":
             assert await router.redis.hget(f"acd:o:{view['offer_id']}", "teller") == t
+
+
+async def test_a_ticket_whose_record_expired_is_dropped_not_offered(router: Router, clock: Clock) -> None:
+    """A kiosk ticket nobody served for a day loses its hash (24 h TTL) but stays in the queue's zset:
+    matching must skip and drop it, not fail half-way (which left the teller stuck as offered)."""
+    stale = await enqueue(router, "device:k1")
+    clock.now += 1
+    fresh = await enqueue(router, "device:k2")
+    await router.redis.delete(f"acd:t:{stale}")  # what the ticket's EXPIRE does after 24 h
+    teller = await router.set_state("t1", "ready", skills={"general": 1})
+    assert teller["state"] == "offered" and teller["ticket_id"] == fresh
+    assert await router.redis.zscore("acd:q:general", stale) is None
+    assert not await router.redis.exists(f"acd:t:{stale}")  # not recreated by a half-made offer
+    await router.tick()  # the timer's match pass meets no stale head either
+
+
+async def test_an_expired_ticket_transferred_to_a_teller_is_dropped_too(router: Router, clock: Clock) -> None:
+    tid = await enqueue(router)
+    await router.set_state("t1", "ready", skills={"general": 1})
+    await router.accept((await router.teller("t1"))["offer_id"], "t1")
+    await router.set_state("t2", "not_ready", skills={"general": 1})
+    await router.transfer(tid, to_teller="t2")
+    await router.redis.delete(f"acd:t:{tid}")
+    teller = await router.set_state("t2", "ready")
+    assert teller["state"] == "ready" and teller["ticket_id"] is None
+    assert await router.redis.zcard("acd:pq:t2") == 0

@@ -140,12 +140,23 @@ local function offer(q, tid, teller)
           channel = t[2], branch = t[3], priority = t[4], customer = t[5], waited_s = tonumber(waited)}
 end
 
+-- the first {id, score} of a queue zset whose ticket still exists: a ticket left waiting for a day
+-- loses its hash (EXPIRE) but not its zset entry, and offering it would fail half-way; drop those
+local function live_head(zkey)
+  for _ = 1, 100 do
+    local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+    if not head[1] or redis.call('EXISTS', P .. 't:' .. head[1]) == 1 then return head end
+    redis.call('ZREM', zkey, head[1])
+  end
+  return {}
+end
+
 -- offer waiting tickets to ready tellers, oldest score first across `queues`, at most `limit`
 local function match(queues, limit, made)
   for _ = 1, limit do
     local bq, bs, bt, bu
     for _, q in ipairs(queues) do
-      local head = redis.call('ZRANGE', P .. 'q:' .. q, 0, 0, 'WITHSCORES')
+      local head = live_head(P .. 'q:' .. q)
       if head[1] and (bs == nil or tonumber(head[2]) < bs) then
         local spec = redis.call('HMGET', P .. 'qs:' .. q, 'skill', 'strategy')
         if spec[1] then
@@ -162,7 +173,7 @@ end
 
 -- a ready teller first takes what was transferred to them personally, then the queues
 local function match_teller(teller, made)
-  local head = redis.call('ZRANGE', P .. 'pq:' .. teller, 0, 0)
+  local head = live_head(P .. 'pq:' .. teller)
   if head[1] then
     made[#made + 1] = offer(redis.call('HGET', P .. 't:' .. head[1], 'queue'), head[1], teller)
     return made
