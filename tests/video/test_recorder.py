@@ -181,6 +181,27 @@ async def test_manifest_hashes_verify_and_tampering_is_caught(config: Config, vi
     assert not result.ok and "does not match" in result.problem
 
 
+async def test_a_room_opened_again_never_overwrites_the_first_manifest(config: Config, video_sender: Any,
+                                                                      stamps: Any, audit: Any) -> None:
+    """Both parties dropped (the room closed and wrote its manifest) and joined again: the second
+    room's recording gets its own manifest and the first one, on the audit chain, still verifies."""
+    stamp_image, _ = stamps
+    folder = recording_folder(config, "again")
+    manifests = []
+    for ssrc, frames in ((1, range(0, 10)), (2, range(10, 20))):
+        sender = video_sender(ssrc=ssrc)
+        recorder = Recorder("again", folder, sender.request_keyframe, segment_s=60)
+        for i in frames:
+            for packet in sender.frame_packets(stamp_image(i)):
+                recorder.on_rtp(sender.track, packet)
+        manifests.append(await finish_recording(recorder, audit, config.data, actor="video:test"))
+    assert [p.name for p in manifests] == ["manifest.json", "manifest-2.json"]
+    first, second = (json.loads(p.read_text()) for p in manifests)
+    assert first["tracks"][0]["segments"][0]["path"] != second["tracks"][0]["segments"][0]["path"]
+    assert len(await audit.records(subject="session:again")) == 2
+    assert (await audit.verify(base=config.data)).ok
+
+
 async def test_garbage_packets_and_unknown_codecs_change_nothing(config: Config, video_sender: Any,
                                                                  stamps: Any) -> None:
     stamp_image, read_stamp = stamps

@@ -164,3 +164,17 @@ async def test_transcript_sink_feeds_the_recording_manifest(
         assert (await audit.verify(base=config.data)).ok
     finally:
         await engine.dispose()
+
+
+async def test_a_second_room_of_the_session_writes_beside_the_first_transcript(tmp_path: Path) -> None:
+    """Both parties dropped and rejoined: the first room's files are on the audit chain, keep them."""
+    first = Transcript("s5", None, tmp_path)
+    await first.add("customer", line("계좌", 1.0))
+    first_files = first.write_files()
+    before = [p.read_bytes() for p in first_files]
+    second = Transcript("s5", None, tmp_path)
+    await second.add("teller", line("확인", 2.0))
+    vtt, js = second.write_files()
+    assert (vtt.name, js.name) == ("transcript-2.vtt", "transcript-2.json")
+    assert [p.read_bytes() for p in first_files] == before
+    assert "확인" in vtt.read_text(encoding="utf-8") and "계좌" not in vtt.read_text(encoding="utf-8")

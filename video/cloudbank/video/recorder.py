@@ -53,6 +53,19 @@ def recording_folder(config: Config, session_id: str) -> Path:
     return config.data / "recordings" / session_id
 
 
+def first_free(folder: Path, stem: str, *suffixes: str) -> str:
+    """`stem`, else `stem-2`, `stem-3`, ...: the first name free with every suffix.
+
+    A session's room can open again after it closed (both parties dropped and rejoined, or another
+    node took the call over) and must never overwrite files whose hashes are on the audit chain."""
+    n = 1
+    while True:
+        name = stem if n == 1 else f"{stem}-{n}"
+        if not any((folder / (name + suffix)).exists() for suffix in suffixes):
+            return name
+        n += 1
+
+
 @dataclass(frozen=True)
 class EncodedFrame:
     """One whole encoded frame of a track, in RTP order."""
@@ -535,8 +548,9 @@ async def finish_recording(recorder: Recorder, audit: AuditChain, data_root: Pat
         "errors": recorder.errors,
         **(extra or {}),
     }
-    manifest_path = recorder.folder / "manifest.json"
     recorder.folder.mkdir(parents=True, exist_ok=True)
+    # manifest.json, or manifest-2.json... when the call's room opened again after a first one closed
+    manifest_path = recorder.folder / (first_free(recorder.folder, "manifest", ".json") + ".json")
     manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     files = [{"path": rel(p), "sha256": hashes[p]} for p in paths]
     files.append({"path": rel(manifest_path), "sha256": file_sha256(manifest_path)})

@@ -22,6 +22,7 @@ from cloudbank.video.asr import AsrResult, AsrService, ResultHandler, SpeechStre
 from cloudbank.video.audio_tap import AudioTap
 from cloudbank.video.keywords import KeywordSpotter
 from cloudbank.video.packets import TrackInfo
+from cloudbank.video.recorder import first_free
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,11 @@ class Transcript:
         return body
 
     def write_files(self) -> list[Path]:
-        """transcript.vtt and transcript.json in the recording folder (for the manifest)."""
+        """transcript.vtt and transcript.json in the recording folder (for the manifest); -2, -3...
+        when an earlier room of the same session left its own (they are on the audit chain)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        vtt, js = self.folder / "transcript.vtt", self.folder / "transcript.json"
+        stem = first_free(self.folder, "transcript", ".vtt", ".json")
+        vtt, js = self.folder / f"{stem}.vtt", self.folder / f"{stem}.json"
         vtt.write_text(self.to_vtt(), encoding="utf-8")
         js.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=2), encoding="utf-8")
         return [vtt, js]
