@@ -156,6 +156,24 @@ async def test_session_that_cannot_start_gives_the_ticket_back(api: Client, star
     assert (me["state"], me["reason"], me["today"]["calls"]) == ("not_ready", "session_failed", 0)
 
 
+async def test_a_double_tap_on_two_nodes_takes_one_ticket(api: Client, api2: Client) -> None:
+    """The same customer's two simultaneous POSTs (a double tap, a retry on another node): one ticket,
+    not a ghost one that would ring a teller and make them not-ready."""
+    _, kh = await kiosk(api)
+    first, second = await asyncio.gather(api.post("/tickets", json={"service": "general"}, headers=kh),
+                                         api2.post("/tickets", json={"service": "general"}, headers=kh))
+    assert sorted([first.status, second.status]) == [201, 409], (await first.text(), await second.text())
+    assert [e for e, _ in await queue_log(api)] == ["enter"]
+    assert await api.app[REDIS].zcard("acd:q:general") == 1
+
+
+async def test_a_refused_ticket_request_leaves_no_reservation(api: Client) -> None:
+    _, kh = await kiosk(api)
+    assert (await api.post("/tickets", json={"service": "nope"}, headers=kh)).status == 404
+    assert (await api.post("/tickets", json={"service": "general", "priority": "x"}, headers=kh)).status == 400
+    await take_ticket(api, kh)  # at once, not after the reservation expired
+
+
 async def test_leave_and_replayed_requests(api: Client) -> None:
     _, kh = await kiosk(api)
     ticket = await take_ticket(api, kh)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,41 @@ def _active_key(customer: str) -> str:
     return f"acd:active:{customer}"
 
 
+# The customer's active-ticket key moves only from the value a request read, so two simultaneous
+# POSTs (a double tap, a retry on another node) cannot both take a ticket.
+_CLAIM = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+PENDING = "pending:"
+CLAIM_S = 30
+
+
+async def _claim_active(app: web.Application, customer: str) -> str:
+    """Reserve the customer's one live ticket for this request; 409 when they hold one, or another
+    request is taking one now. Returns the reservation, to replace with the ticket's id."""
+    redis = app[REDIS]
+    raw = await redis.get(_active_key(customer))
+    seen = (raw.decode() if isinstance(raw, bytes) else str(raw)) if raw else ""
+    busy = Conflict("a ticket is being taken for you already; wait for it")
+    if seen.startswith(PENDING):
+        raise busy
+    if seen:
+        with contextlib.suppress(NotFound):
+            held = await app[ROUTER].ticket(seen, customer)
+            if held["ticket"]["state"] in LIVE_STATES:
+                raise Conflict("you already have a ticket; leave it first", ticket=held["ticket"])
+    marker = PENDING + secrets.token_hex(8)
+    if not await redis.eval(_CLAIM, 1, _active_key(customer), seen, marker, str(CLAIM_S)):
+        raise busy
+    return marker
+
+
 @routes.post("/tickets")
 async def create_ticket(request: web.Request) -> web.Response:
     """Take a ticket for a service; 201 with position and estimated wait."""
@@ -87,19 +123,18 @@ async def create_ticket(request: web.Request) -> web.Response:
     body = await read_json(request, TicketBody)
     app = request.app
     router = app[ROUTER]
-    live = await app[REDIS].get(_active_key(customer))
-    if live:
-        with contextlib.suppress(NotFound):
-            held = await router.ticket(live if isinstance(live, str) else live.decode(), customer)
-            if held["ticket"]["state"] in LIVE_STATES:
-                raise Conflict("you already have a ticket; leave it first", ticket=held["ticket"])
-    if await router.queue_spec(body.service) is None:
-        svc = await Catalogue(app[ENGINE]).get(body.service)  # 404 for an unknown service
-        await router.sync_catalogue([svc])
-    if body.priority not in router.priorities:
-        raise BadRequest(f"priority must be one of {', '.join(router.priorities)}", field="priority")
-    ticket = await router.enqueue(service=body.service, customer=customer, channel=channel,
-                                  priority=body.priority, branch=branch)
+    marker = await _claim_active(app, customer)
+    try:
+        if await router.queue_spec(body.service) is None:
+            svc = await Catalogue(app[ENGINE]).get(body.service)  # 404 for an unknown service
+            await router.sync_catalogue([svc])
+        if body.priority not in router.priorities:
+            raise BadRequest(f"priority must be one of {', '.join(router.priorities)}", field="priority")
+        ticket = await router.enqueue(service=body.service, customer=customer, channel=channel,
+                                      priority=body.priority, branch=branch)
+    except BaseException:
+        await app[REDIS].eval(_RELEASE, 1, _active_key(customer), marker)
+        raise
     await app[REDIS].set(_active_key(customer), ticket["id"], ex=24 * 3600)
     return web.json_response({"ticket": ticket}, status=201)
 
