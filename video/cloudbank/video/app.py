@@ -113,7 +113,7 @@ class CallSinks:
         config = app[CONFIG]
         folder = recording_folder(config, session_id)  # refuses ids that are not plain names
         self.app = app
-        self.recorder = Recorder(session_id, folder, request_keyframe)
+        self.recorder = Recorder(session_id, folder, request_keyframe, segment_s=config.recording_segment_s)
         self.snapshots = SnapshotTaker(session_id, folder, request_keyframe,
                                        audit=app[AUDIT], data_root=config.data, actor=f"video:{app[NODE_ID]}",
                                        redis=app[REDIS])
