@@ -5,6 +5,12 @@ in the offer; candidates the node trickles are added as they come. When the sign
 the peer connection drops, the call rejoins by itself: a fresh join token (when it has a way to get
 one), a new socket, a new peer connection and offer, with the same local sources; the node keeps
 the other party's media flowing meanwhile.
+
+When the call's video node dies, the platform moves the call to another node and sends each party
+`video.rejoin {session, video}`; pass the owner's platform events to `handle_event` (or call
+`rejoin(grant)`) and the call moves to the new node. Only one rejoin runs at a time: a grant that
+arrives while one is retrying (e.g. against the dead node, still listed until its heartbeat key
+expires) is used at its next attempt, at once.
 """
 
 from __future__ import annotations
@@ -75,8 +81,9 @@ class Call:
     def __init__(self, grant: VideoGrant, sources: MediaSources, *, refresh: GrantSource | None = None,
                  ice_addresses: Sequence[str] = (), auto_rejoin: bool = True, max_rejoins: int = 5,
                  connect_timeout_s: float = 20.0, on_frame: FrameCallback | None = None,
-                 read_stamps: bool = True) -> None:
+                 read_stamps: bool = True, session_id: str = "") -> None:
         self.grant = grant
+        self.session_id = session_id
         self.sources = sources
         self.refresh = refresh
         self.ice_addresses = tuple(ice_addresses)
@@ -99,6 +106,9 @@ class Call:
         self._supervisor: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self._leaving = False
+        self._rejoining = asyncio.Lock()
+        self._offered: VideoGrant | None = None   # from the platform (video.rejoin), not yet used
+        self._offer_arrived = asyncio.Event()
 
     @classmethod
     async def for_session(cls, client: PlatformClient, session_id: str, sources: MediaSources,
@@ -107,7 +117,7 @@ class Call:
         async def refresh() -> VideoGrant:
             return await client.join_session(session_id)
 
-        return cls(await refresh(), sources, refresh=refresh, **options)
+        return cls(await refresh(), sources, refresh=refresh, session_id=session_id, **options)
 
     @property
     def pc(self) -> RTCPeerConnection | None:
@@ -258,26 +268,62 @@ class Call:
     async def _supervise(self) -> None:
         while not self._leaving:
             await self._lost.wait()
-            if self._leaving:
-                return
-            if not self.auto_rejoin or self.rejoins >= self.max_rejoins:
-                await self._set_state("failed")
-                return
-            try:
-                await self.rejoin()
-            except CallError as exc:
-                log.warning("call: giving up: %s", exc)   # state is "failed"; the owner decides
-                return
+            async with self._rejoining:
+                if self._leaving:
+                    return
+                if not self._lost.is_set() and self._offered is None:
+                    continue  # a rejoin ran while we waited for the lock: nothing left to do
+                if not self.auto_rejoin:
+                    await self._set_state("failed")
+                    self._lost.clear()  # a grant from the platform (`rejoin(grant)`) may still revive it
+                    continue
+                try:
+                    await self._rejoin_locked()
+                except CallError as exc:
+                    log.warning("call: giving up: %s", exc)   # state is "failed"; the owner decides
+                    self._lost.clear()
+
+    async def handle_event(self, event: dict[str, Any]) -> bool:
+        """Act on a platform event meant for this call (`video.rejoin`: move to the node it names).
+        Returns True when the event was this call's."""
+        if event.get("type") != "video.rejoin" or not isinstance(event.get("video"), dict):
+            return False
+        session = event.get("session")
+        session_id = str(session.get("id") if isinstance(session, dict) else session or "")
+        if self.session_id and session_id != self.session_id:
+            return False
+        log.info("call: the platform moved the call to %s; rejoining there", event["video"].get("node"))
+        await self.rejoin(VideoGrant.from_json(event["video"]))
+        return True
 
     async def rejoin(self, grant: VideoGrant | None = None) -> None:
-        """Drop the current connection and join again (a fresh token when one can be had)."""
+        """Drop the current connection and join again: with `grant` (e.g. from `video.rejoin`), else
+        a fresh token when one can be had. While another rejoin is retrying, `grant` is handed to it
+        and this returns at once."""
+        if self._leaving:
+            return
+        if grant is not None:
+            self._offered = grant
+            self._offer_arrived.set()
+            if self._rejoining.locked():
+                return
+        async with self._rejoining:
+            if self._leaving or (grant is not None and self._offered is None):
+                return  # the running rejoin used the grant already
+            await self._rejoin_locked()
+
+    async def _rejoin_locked(self) -> None:
         await self._set_state("rejoining")
-        backoff = 0.3
+        backoff, attempts = 0.3, 0
         while not self._leaving:
             self.rejoins += 1
+            attempts += 1
             await self._close_connection()
+            grant, self._offered = self._offered, None
+            self._offer_arrived.clear()
             try:
                 if grant is not None:
+                    attempts = 1  # a new grant from the platform: a fresh budget of attempts
                     self.grant = grant
                 elif self.refresh is not None:
                     self.grant = await self.refresh()
@@ -286,11 +332,12 @@ class Call:
                 return
             except Exception as exc:  # noqa: BLE001 - any failure is retried up to the limit
                 log.warning("call: rejoin %d failed: %s", self.rejoins, exc)
-                grant = None
-                if self.rejoins >= self.max_rejoins:
+                if attempts >= self.max_rejoins and self._offered is None:
                     await self._set_state("failed")
-                    raise CallError(f"could not rejoin the call after {self.rejoins} attempts: {exc}") from None
-                await asyncio.sleep(backoff)
+                    raise CallError(f"could not rejoin the call after {attempts} attempts: {exc}") from None
+                # Back off, but go at once when the platform sends a grant for another node.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._offer_arrived.wait(), backoff)
                 backoff = min(3.0, backoff * 2)
 
     async def drop(self) -> None:
