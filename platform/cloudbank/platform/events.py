@@ -52,8 +52,8 @@ async def publish_batch(redis: Redis, items: list[tuple[str, dict[str, Any]]]) -
 
 
 async def publish_many(redis: Redis, client_ids: list[str], event: dict[str, Any]) -> None:
-    for client_id in client_ids:
-        await publish(redis, client_id, event)
+    """The same event to several clients, in one round trip (a transcript line to a call's audience)."""
+    await publish_batch(redis, [(client_id, event) for client_id in client_ids])
 
 
 async def add_to_audience(redis: Redis, session_id: str, client_id: str) -> None:
