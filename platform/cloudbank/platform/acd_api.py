@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from cloudbank.platform import metrics
+from cloudbank.platform import metrics, sessions
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
@@ -36,7 +35,7 @@ WALLBOARD_PUSH_S = 2.0
 STAFF_VIEW = ("supervisor", "admin")
 
 SessionStarter = Callable[[web.Application, dict[str, Any], str], Awaitable[dict[str, Any]]]
-# Tests may put a starter here to inject a fault; by default P2's `sessions.start_session`.
+# Tests may put a starter here to inject a fault; by default `sessions.start_session`.
 SESSION_STARTER: web.AppKey[SessionStarter] = web.AppKey("acd_session_starter")
 
 
@@ -190,34 +189,16 @@ async def get_teller(request: web.Request) -> web.Response:
     return web.json_response({"teller": view, "queues": queues})
 
 
-def _sessions() -> Any:
-    """P2's sessions module, looked up at call time so either side could land first."""
-    try:
-        return importlib.import_module("cloudbank.platform.sessions")
-    except ModuleNotFoundError as exc:
-        if exc.name != "cloudbank.platform.sessions":
-            raise
-        return None
-
-
-async def _no_sessions(app: web.Application, ticket: dict[str, Any], teller_id: str) -> dict[str, Any]:
-    return {"session": None, "video": None}
-
-
 async def _session_starter(app: web.Application) -> SessionStarter:
     """The injected starter, else sessions.start_session on a video node picked *before* the offer is
     consumed: with no live node the 503 leaves the offer ringing and the teller may retry."""
     injected = app.get(SESSION_STARTER)
     if injected is not None:
         return injected
-    sessions = _sessions()
-    if sessions is None:
-        return _no_sessions
     node = await sessions.pick_node(app[REDIS])
 
     async def start(app: web.Application, ticket: dict[str, Any], teller_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await sessions.start_session(app, ticket=ticket, teller_id=teller_id, node=node)
-        return result
+        return await sessions.start_session(app, ticket=ticket, teller_id=teller_id, node=node)
 
     return start
 
