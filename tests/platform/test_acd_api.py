@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from cloudbank.platform import events
-from cloudbank.platform.acd_api import SESSION_STARTER
+from cloudbank.platform.acd_api import SESSION_STARTER, WALLBOARD_FEED, WallboardFeed
 from cloudbank.platform.app import create_app
 from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
@@ -229,6 +229,22 @@ async def test_wallboard_ws_and_prometheus_metrics(api: Client) -> None:
         await ws.send_str("hello")
         assert (await ws.receive_json(timeout=5))["code"] == "read_only"
     assert ticket["id"]
+
+
+async def test_wallboard_sockets_share_one_computation(aiohttp_client: MakeClient, config: Config,
+                                                        starter: Starter) -> None:
+    """Every supervisor's socket on a node gets the same computed body (one read of the metrics window)."""
+    app = create_app(config)
+    app[SESSION_STARTER] = starter
+    app[WALLBOARD_FEED] = WallboardFeed(max_age_s=600)  # nothing is recomputed during this test
+    api = await aiohttp_client(app)
+    token = staff(api)["Authorization"][7:]
+    async with api.ws_connect(f"/wallboard/ws?token={token}") as first, \
+            api.ws_connect(f"/wallboard/ws?token={token}") as second:
+        a, b = await first.receive_json(timeout=5), await second.receive_json(timeout=5)
+    assert a["type"] == b["type"] == "wallboard" and a["at"] == b["at"]
+    fresh = await ok(await api.get("/wallboard", headers=staff(api)))
+    assert fresh["at"] > a["at"]  # GET wallboard is always computed afresh
 
 
 @pytest.mark.parametrize(("path", "role", "status"), [

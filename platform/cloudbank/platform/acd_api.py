@@ -247,6 +247,27 @@ async def wallboard_body(app: web.Application) -> dict[str, Any]:
     return {**snap, "window_s": config.metrics_window_s, "service_level_s": config.service_level_s}
 
 
+class WallboardFeed:
+    """The wallboard body shared by this node's wallboard sockets: computed at most once per
+    `max_age_s` however many supervisors watch (each computation reads the metrics window's log)."""
+
+    def __init__(self, max_age_s: float = WALLBOARD_PUSH_S / 2) -> None:
+        self.max_age_s = max_age_s
+        self._body: dict[str, Any] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self, app: web.Application) -> dict[str, Any]:
+        async with self._lock:  # one computation at a time; the others take its result
+            if self._body is None or time.monotonic() - self._at >= self.max_age_s:
+                self._body = await wallboard_body(app)
+                self._at = time.monotonic()
+            return self._body
+
+
+WALLBOARD_FEED = web.AppKey("acd_wallboard_feed", WallboardFeed)
+
+
 @routes.get("/wallboard")
 async def wallboard(request: web.Request) -> web.Response:
     """Queues (waiting, longest wait, metrics over the window, tellers by state) and every teller."""
@@ -275,7 +296,9 @@ async def wallboard_ws(request: web.Request) -> web.WebSocketResponse:
             if claims.exp < time.time():
                 await ws.send_json({"type": "error", "code": "token_expired", "message": "sign in again"})
                 break
-            await ws.send_json({"type": "wallboard", **(await wallboard_body(request.app))})
+            feed = request.app.get(WALLBOARD_FEED)
+            body = await feed.get(request.app) if feed is not None else await wallboard_body(request.app)
+            await ws.send_json({"type": "wallboard", **body})
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reading), WALLBOARD_PUSH_S)
     finally:

@@ -33,4 +33,5 @@ def create_app(config: Config) -> web.Application:
     # config.otp_sender has one choice today ("file"); an SMS gateway would be picked here.
     app[phone_auth.OTP_SENDER] = phone_auth.default_sender(config.data)
     app[events_api.WS_CLIENTS] = {}
+    app[acd_api.WALLBOARD_FEED] = acd_api.WallboardFeed()
     return app
