@@ -485,3 +485,18 @@ async def test_an_expired_ticket_transferred_to_a_teller_is_dropped_too(router: 
     teller = await router.set_state("t2", "ready")
     assert teller["state"] == "ready" and teller["ticket_id"] is None
     assert await router.redis.zcard("acd:pq:t2") == 0
+
+
+async def test_wallboard_longest_wait_is_the_earliest_entry_not_the_head(router: Router, clock: Clock) -> None:
+    first = await enqueue(router, "device:k1")
+    clock.now += 100
+    await enqueue(router, "device:k2", priority="vip")  # ahead of `first` in the queue
+    for i in range(5):
+        clock.now += 400
+        await enqueue(router, f"device:n{i}")
+    clock.now += 10
+    snap = await router.snapshot()
+    general = snap["queues"]["general"]
+    assert general["waiting"] == 7
+    assert general["longest_wait_s"] == round(clock.now - T0, 1)
+    assert (await router.ticket(first))["ticket"]["position"] == 2

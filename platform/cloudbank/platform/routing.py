@@ -491,8 +491,13 @@ class Router:
             spec = await self.queue_spec(code) or {}
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zcard(f"{P}q:{code}")
-                pipe.zrange(f"{P}q:{code}", 0, -1)
-                waiting, ids = await pipe.execute()
+                pipe.zrange(f"{P}q:{code}", 0, 0, withscores=True)
+                waiting, head = await pipe.execute()
+            # score = enter time - boost, so whoever entered first is within the largest boost of the
+            # head: read those tickets, not the whole queue, on every wallboard push
+            ids = await self.redis.zrangebyscore(f"{P}q:{code}", head[0][1],
+                                                 head[0][1] + max(self.priorities.values(), default=0.0),
+                                                 ) if head else []
             longest = 0.0
             if ids:
                 async with self.redis.pipeline(transaction=False) as pipe:
