@@ -27,7 +27,7 @@ from cloudbank.platform.errors import Forbidden
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import sessions as sessions_table
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
-from cloudbank.platform.sessions import MAX_SIGNATURE_BYTES, TRANSITIONS, pick_node
+from cloudbank.platform.sessions import AUTHZ_PENDING, MAX_SIGNATURE_BYTES, TRANSITIONS, pick_node
 from cloudbank.platform.tokens import Claims
 
 Client = TestClient[Any, Any]
@@ -519,6 +519,20 @@ async def test_authorisation_request_grant_and_no_second_decision(api: Client) -
     assert actions[-2:] == ["authorisation.request", "authorisation.granted"]
 
 
+async def test_pending_authorisations_are_indexed_until_decided(api: Client) -> None:
+    c = await call(api)
+    sue = await person(api, "sue", "supervisor", queues=["general"])
+    cat = await person(api, "cat", "supervisor", queues=["cards"])
+    resp = await post(api, f"/sessions/{c.session['id']}/authorisations", c.teller, {"reason": "over limit"})
+    aid = (await resp.json())["authorisation"]["id"]
+    redis = api.app[REDIS]
+    assert await redis.zscore(AUTHZ_PENDING, aid) is not None
+    assert (await post(api, f"/authorisations/{aid}", cat, {"grant": True})).status == 403
+    assert await redis.zscore(AUTHZ_PENDING, aid) is not None  # a refused decision changes nothing
+    assert (await post(api, f"/authorisations/{aid}", sue, {"grant": False})).status == 200
+    assert await redis.zscore(AUTHZ_PENDING, aid) is None
+
+
 # -- bad input on every session endpoint -------------------------------------------------------------
 
 ENDPOINTS = ["join", "activate", "hold", "resume", "end", "transfer", "wrapup", "monitor", "push", "responses",
@@ -670,3 +684,37 @@ async def test_each_party_lists_its_open_sessions_only(api: Client) -> None:
     assert (await (await api.get("/sessions", headers=c.teller.headers)).json())["sessions"] == []
     assert (await api.get("/sessions", headers=_bearer(api, "x", "supervisor"))).status == 403
     assert (await api.get("/sessions")).status == 401
+
+
+async def test_a_join_racing_the_node_watcher_gets_the_node_the_watcher_chose(
+        api: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The party's join finds the node dead just as the watcher moves the call: not a 409 (clients
+    take that as "no call") but the new node's token, and the call is moved once."""
+    from cloudbank.platform import sessions as sessions_module
+
+    c = await call(api)
+    await add_node(api, "node-b", calls=0)
+    await add_node(api, "node-a", alive=False)
+    real = sessions_module.Sessions.relocate
+
+    async def watcher_first(self: Any, session: Any, who: str, skip_party: str = "") -> Any:
+        await real(self, session, "platform")  # the watcher wins the compare-and-set ...
+        return await real(self, session, who, skip_party)  # ... so the join's own move finds nothing to do
+
+    monkeypatch.setattr(sessions_module.Sessions, "relocate", watcher_first)
+    resp = await post(api, f"/sessions/{c.session['id']}/join", c.customer)
+    assert resp.status == 200, await resp.text()
+    video = (await resp.json())["video"]
+    assert video["node"] == "node-b"
+    assert (await verify_join(api, video["token"], c.session["id"])).get("node") == "node-b"
+    moved = [r for r in await api.app[AUDIT].records(subject=f"session:{c.session['id']}")
+             if r.action == "session.moved"]
+    assert [r.details for r in moved] == [{"from_node": "node-a", "to_node": "node-b"}]
+
+    # No live node at all: retryable 503, the call stays where it is.
+    await add_node(api, "node-b", alive=False)
+    monkeypatch.setattr(sessions_module.Sessions, "relocate", real)
+    resp = await post(api, f"/sessions/{c.session['id']}/join", c.customer)
+    body = await resp.json()
+    assert resp.status == 503 and body["error"] == "no_video_node" and body["retry_after"] > 0
+    assert await state_of(api, c.session["id"]) == "connecting"

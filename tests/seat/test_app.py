@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine, migrate, sessions
+from cloudbank.platform.sessions import AUTHZ_PENDING
 from cloudbank.platform.tokens import KeyRing
 from cloudbank.seat import app as seat_app
 
@@ -163,8 +164,27 @@ async def test_pending_authorisations_in_the_supervisors_queues(client: Client, 
     await redis_client.set("authz:" + "c" * 32, request("c" * 32, "deposit", "granted"))
     await redis_client.set("authz:" + "c" * 32 + ":decided", "someone")
     await redis_client.set("authz:" + "d" * 32, "{not json")
+    await redis_client.zadd(AUTHZ_PENDING, {c * 32: time.time() for c in "abcd"})  # as the platform indexes them
     body = await (await client.get("/seat/api/authorisations", headers=auth(people["tokens"]["super1"]))).json()
     assert [a["id"] for a in body["authorisations"]] == ["a" * 32]
     assert body["authorisations"][0]["reason"] == "why"
     body = await (await client.get("/seat/api/authorisations", headers=auth(people["tokens"]["superall"]))).json()
     assert sorted(a["id"] for a in body["authorisations"]) == ["a" * 32, "b" * 32]
+
+
+async def test_pending_authorisations_are_found_in_a_big_redis(client: Client, people: dict[str, Any],
+                                                             redis_client: Any) -> None:
+    """The console's list comes from the platform's index, not from scanning a keyspace that a busy
+    Redis (tickets, event streams) fills with far more keys than a bounded scan reaches."""
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for i in range(60_000):
+            pipe.set(f"acd:t:{i:08d}", "x")
+        await pipe.execute()
+    aid, at = "e" * 32, time.time()
+    await redis_client.set(f"authz:{aid}", json.dumps({"id": aid, "session_id": "s", "service": "deposit",
+                                                       "teller_id": "t", "reason": "why", "state": "pending",
+                                                       "at": at}))
+    await redis_client.zadd(AUTHZ_PENDING, {aid: at, "f" * 32: at - 3 * 24 * 3600})  # f: its record expired
+    body = await (await client.get("/seat/api/authorisations", headers=auth(people["tokens"]["super1"]))).json()
+    assert [a["id"] for a in body["authorisations"]] == [aid]
+    assert await redis_client.zscore(AUTHZ_PENDING, "f" * 32) is None

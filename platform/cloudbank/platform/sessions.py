@@ -67,6 +67,9 @@ PUSH_TTL_S = 24 * 3600
 MAX_SIGNATURE_BYTES = 256 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TURN_TTL_S = 3600
+# Ids of authorisation requests awaiting a decision, scored by request time: a reloaded supervisor
+# console lists them from here (`authz:<id>` holds each request, with PUSH_TTL_S).
+AUTHZ_PENDING = "authz:pending"
 
 
 class NoVideoNode(ApiError):
@@ -300,10 +303,13 @@ class Sessions:
             raise Conflict(f"the session is {session.state}; there is no call to join", state=session.state)
         node = await node_by_id(self.redis, session.video_node)
         if node is None:
-            moved = await self.relocate(session, actor(claims), skip_party=party)
-            node = await node_by_id(self.redis, moved.video_node) if moved else None
+            # None: another platform node (the node.down watcher) moved it a moment ago: use its choice.
+            moved = await self.relocate(session, actor(claims), skip_party=party) or await self.get(session.id)
+            node = await node_by_id(self.redis, moved.video_node) if moved.state in LIVE else None
             if node is None:
-                raise Conflict("the call is being moved to another video node; join again", state=session.state)
+                # Retryable (not a 409, which clients take as "no call to join"): ask again shortly.
+                raise NoVideoNode("the call is being moved to another video node; join again shortly",
+                                  retry_after=2)
         client = session.customer if party == "customer" else f"user:{session.teller_id}"
         await self.app[AUDIT].append(actor(claims), "session.joined", f"session:{session.id}", {"party": party})
         return {"video": self.video(session.id, node, client, party)}
@@ -460,9 +466,13 @@ class Sessions:
         session, _ = await self.for_party(session_id, claims, ("teller",))
         if session.state not in LIVE:
             raise Conflict(f"the session is {session.state}", state=session.state)
-        request = {"id": uuid.uuid4().hex, "session_id": session.id, "service": session.service,
-                   "teller_id": session.teller_id, "reason": reason, "state": "pending", "at": time.time()}
-        await self.redis.set(f"authz:{request['id']}", json.dumps(request, ensure_ascii=False), ex=PUSH_TTL_S)
+        authz_id, at = uuid.uuid4().hex, time.time()
+        request = {"id": authz_id, "session_id": session.id, "service": session.service,
+                   "teller_id": session.teller_id, "reason": reason, "state": "pending", "at": at}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"authz:{authz_id}", json.dumps(request, ensure_ascii=False), ex=PUSH_TTL_S)
+            pipe.zadd(AUTHZ_PENDING, {authz_id: at})
+            await pipe.execute()
         await self.app[AUDIT].append(actor(claims), "authorisation.request", f"session:{session.id}",
                                      {"authorisation": request["id"], "reason": reason})
         for sup in await Directory(self.engine).list_users(role="supervisor"):
@@ -483,6 +493,7 @@ class Sessions:
         request.update(state="granted" if grant else "refused", decided_by=claims.sub, decision_reason=reason,
                        decided_at=time.time())
         await self.redis.set(f"authz:{authz_id}", json.dumps(request, ensure_ascii=False), ex=PUSH_TTL_S)
+        await self.redis.zrem(AUTHZ_PENDING, authz_id)
         await self.app[AUDIT].append(claims.sub, "authorisation." + request["state"],
                                      f"session:{request['session_id']}",
                                      {"authorisation": authz_id, "reason": reason})

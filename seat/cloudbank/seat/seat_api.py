@@ -10,6 +10,7 @@ switch to them and this module can go.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,14 +19,14 @@ from aiohttp import web
 from cloudbank.platform.errors import Forbidden
 from cloudbank.platform.records import branches, sessions, users
 from cloudbank.platform.service import ENGINE, REDIS, authenticate
+from cloudbank.platform.sessions import AUTHZ_PENDING, PUSH_TTL_S
 
 routes = web.RouteTableDef()
 
 LIVE = ("connecting", "active", "on_hold")
 MAX_CALLS = 500
-# Pending requests are few; the scan is bounded so a big keyspace cannot stall the request.
-AUTHZ_SCAN_COUNT = 500
-AUTHZ_SCAN_ROUNDS = 20
+# Pending requests are few; reading is bounded all the same.
+MAX_PENDING_READ = 2000
 MAX_AUTHORISATIONS = 200
 
 
@@ -79,26 +80,22 @@ async def branch_names(request: web.Request) -> web.Response:
 async def pending_authorisations(request: web.Request) -> web.Response:
     """Authorisation requests still waiting for a decision in the queues the supervisor oversees.
 
-    The platform keeps them in Redis (`authz:<id>`, JSON, with a TTL); its `authorisation.request`
-    event loses the request's `id` to the event stream's own `id`, so the console lists them here.
+    The platform indexes them by request time (`sessions.AUTHZ_PENDING`; each request is
+    `authz:<id>`, JSON, with a TTL), so a reloaded console finds them however large Redis is.
     """
     _, queues = await overseen_queues(request)
     redis = request.app[REDIS]
+    await redis.zremrangebyscore(AUTHZ_PENDING, "-inf", time.time() - PUSH_TTL_S)  # their records expired
+    ids = [i.decode() if isinstance(i, bytes) else str(i)
+           for i in await redis.zrange(AUTHZ_PENDING, 0, MAX_PENDING_READ - 1)]
     found: list[dict[str, Any]] = []
-    cursor = 0
-    for _ in range(AUTHZ_SCAN_ROUNDS):
-        cursor, keys = await redis.scan(cursor, match="authz:*", count=AUTHZ_SCAN_COUNT)
-        names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
-        names = [k for k in names if k.count(":") == 1]  # not authz:<id>:decided
-        for raw in await redis.mget(names) if names else []:
-            try:
-                item = json.loads(raw) if raw else None
-            except ValueError:
-                continue
-            if (isinstance(item, dict) and item.get("state") == "pending"
-                    and (not queues or item.get("service") in queues)):
-                found.append({k: item.get(k) for k in ("id", "session_id", "service", "teller_id", "reason", "at")})
-        if cursor == 0 or len(found) >= MAX_AUTHORISATIONS:
-            break
+    for raw in await redis.mget([f"authz:{i}" for i in ids]) if ids else []:
+        try:
+            item = json.loads(raw) if raw else None
+        except ValueError:
+            continue
+        if (isinstance(item, dict) and item.get("state") == "pending"
+                and (not queues or item.get("service") in queues)):
+            found.append({k: item.get(k) for k in ("id", "session_id", "service", "teller_id", "reason", "at")})
     found.sort(key=lambda a: float(a.get("at") or 0))
     return web.json_response({"authorisations": found[:MAX_AUTHORISATIONS]}, headers={"Cache-Control": "no-store"})
