@@ -36,11 +36,18 @@ STARTED = web.AppKey("started", float)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# A reply may take this long. It must exceed the longest blocking read (the events pump's 5 s XREAD):
+# redis-py 8 defaults to 5 s, so under load a reply landing just after the block ended raised
+# TimeoutError and dropped every client's event socket.
+SOCKET_TIMEOUT_S = 30.0
+
+
 def redis_client(url: str, max_connections: int = 1000) -> Redis:
     """A client whose pool queues callers when it is full (up to 20 s) instead of failing at once:
     every open events WebSocket holds one connection in a blocking XREAD."""
     pool = BlockingConnectionPool.from_url(url, decode_responses=True, socket_connect_timeout=5,
-                                           health_check_interval=30, max_connections=max_connections, timeout=20)
+                                           socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30,
+                                           max_connections=max_connections, timeout=20)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
 
