@@ -22,6 +22,7 @@ from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ApiError
 from cloudbank.platform.identity import Directory
+from cloudbank.platform.matcher import sync_queues
 from cloudbank.platform.queue_log import QueueLog
 from cloudbank.platform.records import users
 from cloudbank.platform.service import ENGINE, KEYS, REDIS
@@ -387,3 +388,14 @@ async def test_no_video_node_leaves_the_offer_ringing(aiohttp_client: MakeClient
     assert (me["state"], me["offer_id"]) == ("offered", offer)
     assert (await ok(await api.get(f"/tickets/{ticket['id']}", headers=kh)))["ticket"]["state"] == "offered"
     assert [e for e, _ in await queue_log(api)] == ["enter", "offer"]
+
+
+async def test_a_teller_who_never_went_ready_sees_their_queues(api: Client) -> None:
+    # A first sign-in: the router has not loaded the skills yet, the directory has them.
+    await sync_queues(api.app)
+    _, th = await teller(api, "fresh", skills={"general": 1})
+    me = await ok(await api.get("/teller", headers=th))
+    assert me["teller"]["state"] == "offline"
+    assert [q["code"] for q in me["queues"]] == ["general"]
+    _, nobody = await teller(api, "unskilled", skills={})
+    assert (await ok(await api.get("/teller", headers=nobody)))["queues"] == []

@@ -184,8 +184,11 @@ async def get_teller(request: web.Request) -> web.Response:
     router = request.app[ROUTER]
     view = await router.teller(teller_id)
     snap = await router.snapshot()
+    # The router learns skills when the teller goes ready; before that (a first sign-in) the directory
+    # has them, so the home screen shows the queues instead of "not assigned to any queue".
+    skills = view["skills"] or (await Directory(request.app[ENGINE]).get_user(teller_id)).skills
     queues = [{"code": code, "waiting": q["waiting"], "longest_wait_s": q["longest_wait_s"]}
-              for code, q in snap["queues"].items() if q["skill"] in view["skills"]]
+              for code, q in snap["queues"].items() if q["skill"] in skills]
     return web.json_response({"teller": view, "queues": queues})
 
 
