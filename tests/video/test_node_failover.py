@@ -296,3 +296,88 @@ async def _audit(cluster: Cluster, session_id: str) -> list[dict[str, Any]]:
         await engine.dispose()
     return [{"action": r.action, "details": json.loads(r.details) if isinstance(r.details, str) else r.details}
             for r in rows]
+
+
+# -- the browser clients: the phone/kiosk page's VideoCall and the seat console's VideoLink ----------
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--allow-loopback-in-peer-connection", "--disable-background-networking",
+                "--autoplay-policy=no-user-gesture-required"]
+
+# In the page: both browser clients start on a dead node (`dead`: nothing listens on its port) and
+# retry there, as they do when their node is killed; then each gets the grant `video.rejoin` carries.
+BROWSER_MOVE = """async ({dead, customer, teller}) => {
+  const { VideoCall } = await import("/phone/static/js/call.js");
+  const { VideoLink } = await import("/seat/static/js/rtc.js");
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 320, height: 240 } });
+  const s = window.__failover = { phone: [], seat: [] };
+  s.call = new VideoCall({ grant: dead, localStream: stream, refresh: async () => dead, maxRejoins: 2,
+                           onState: (st) => s.phone.push(st) });
+  s.call._lost();  // the socket to the node closed: the phone retries, runs out of attempts, says failed
+  s.link = new VideoLink({ video: dead, mode: "send", localStream: stream, refresh: async () => dead,
+                           onStatus: (st) => s.seat.push(st) });
+  s.link.start();
+  s.customer = customer; s.teller = teller;
+}"""
+
+
+@pytest.fixture
+async def single_node(aiohttp_server: MakeServer, config: Config) -> AsyncIterator[tuple[str, Directory]]:
+    port = free_port()
+    cfg = config.with_(port=port, ice_addresses=("127.0.0.1",), video_drain_s=0.0, video_node_id="node-b")
+    server = await aiohttp_server(build_root(cfg, ["platform", "video", "phone", "seat"]), port=port)
+    engine = create_engine(cfg.effective_database_url)
+    directory = Directory(engine)
+    await directory.ensure_branch("demo", "Demo Branch")
+    await seed_services(Catalogue(engine))
+    yield str(server.make_url("")).rstrip("/"), directory
+    await engine.dispose()
+
+
+async def test_the_phone_page_and_seat_console_move_to_the_node_video_rejoin_names(
+        single_node: tuple[str, Directory]) -> None:
+    from playwright.async_api import async_playwright
+
+    url, directory = single_node
+    kiosk = await _kiosk(url, directory)
+    teller = await _teller(url, directory)
+    try:
+        await kiosk.client.create_ticket("general")
+        await until(lambda: bool(teller.of_type("offer")), 20, "an offer to the teller")
+        accepted = await teller.client.request("POST", f"offers/{teller.of_type('offer')[-1]['offer_id']}/accept")
+        await until(lambda: bool(kiosk.of_type("session.started")), 20, "session.started at the kiosk")
+        customer_grant = kiosk.of_type("session.started")[-1]["video"]
+        dead = {**customer_grant, "url": f"http://127.0.0.1:{free_port()}/video/", "node": "node-a"}
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+            try:
+                page = await (await browser.new_context(permissions=["camera", "microphone"])).new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(url + "/phone/")
+                await page.evaluate(BROWSER_MOVE, {"dead": dead, "customer": customer_grant,
+                                                   "teller": accepted["video"]})
+                # The phone gives up on the dead node; the seat is still backing off between attempts.
+                await page.wait_for_function("() => window.__failover.phone.includes('failed')", timeout=20_000)
+                await page.wait_for_function("() => window.__failover.link.rejoins >= 2", timeout=20_000)
+
+                # video.rejoin: each moves to the named node at once (the seat's pending back-off is cut).
+                cut = await page.evaluate("""() => { const s = window.__failover;
+                    s.call.moveTo(s.customer); s.link.moveTo(s.teller); return s.link.rejoinTimer === null; }""")
+                assert cut, "the seat kept waiting out its back-off against the dead node"
+                await page.wait_for_function("""() => window.__failover.phone.includes('connected')
+                    && window.__failover.seat[window.__failover.seat.length - 1] === 'connected'""", timeout=30_000)
+                state = await page.evaluate("""() => ({grant: window.__failover.call.grant.url,
+                    link: window.__failover.link.video.url})""")
+                assert state == {"grant": customer_grant["url"], "link": accepted["video"]["url"]}
+                # A grant after leaving does nothing.
+                await page.evaluate("() => { const s = window.__failover; s.call.leave(); s.link.close();"
+                                    " s.call.moveTo(s.customer); s.link.moveTo(s.teller); }")
+                assert await page.evaluate("() => window.__failover.link.ws === null && !window.__failover.call.ws")
+                assert errors == []
+            finally:
+                await browser.close()
+    finally:
+        await kiosk.close()
+        await teller.close()

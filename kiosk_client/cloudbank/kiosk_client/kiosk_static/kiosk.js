@@ -107,7 +107,7 @@ function onEvent(event) {
   switch (event.type) {
     case "ticket.update": updateTicket(event.ticket); break;
     case "session.started": startCall(event).catch((err) => error(friendly(err))); break;
-    case "video.rejoin": if (state.call) { state.call.grant = event.video; state.call._lost(); } break;
+    case "video.rejoin": if (state.call) state.call.moveTo(event.video); break;
     case "push": state.pushes.push(event); nextPush(); break;
     case "session.ended": endCall("The call has ended. Thank you."); break;
     default: break;

@@ -1,6 +1,9 @@
 // The video call from a browser: a WebRTC peer connection to the video node, signalled over its
 // WebSocket with the join token. The page always offers; ICE candidates trickle both ways.
 // On a drop (socket closed, ICE failed) it rejoins with a fresh token from `refresh()`.
+// When the platform moves the call to another video node (its node died) the page gets
+// `video.rejoin {session, video}`: `moveTo(video)` rejoins there at once, also while a rejoin is
+// retrying against the dead node and after one gave up.
 
 export class VideoCall {
   constructor({ grant, localStream, refresh = null, onRemoteStream = () => {}, onState = () => {},
@@ -70,24 +73,43 @@ export class VideoCall {
     ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
   }
 
+  /** The platform moved the call (`video.rejoin`): join the node `grant` names, now. */
+  moveTo(grant) {
+    if (this.leaving || !grant) return;
+    this._offered = grant;
+    if (this._wake) this._wake();  // cut the running rejoin's back-off short
+    else this._lost();
+  }
+
   async _lost() {
     if (this.leaving || this._rejoining) return;
     this._rejoining = true;
     this.onState("rejoining");
+    let attempts = 0;
     try {
-      while (!this.leaving && this.rejoins < this.maxRejoins) {
+      while (!this.leaving && (attempts < this.maxRejoins || this._offered)) {
         this.rejoins += 1;
+        attempts += 1;
         this._close();
+        const offered = this._offered;
+        this._offered = null;
         try {
-          if (this.refresh) this.grant = await this.refresh();
+          if (offered) { this.grant = offered; attempts = 1; }  // a fresh grant: a fresh budget
+          else if (this.refresh) this.grant = await this.refresh();
           await this.join();
+          this._offered = null;  // one that came while this join went through names this node too
           return;
         } catch (err) {
           console.warn("rejoin failed", err);
-          await new Promise((r) => setTimeout(r, Math.min(3000, 300 * 2 ** this.rejoins)));
+          if (this._offered) continue;
+          await new Promise((r) => {
+            const timer = setTimeout(r, Math.min(3000, 300 * 2 ** attempts));
+            this._wake = () => { clearTimeout(timer); r(); };
+          });
+          this._wake = null;
         }
       }
-      this.onState("failed");
+      if (!this.leaving) this.onState("failed");
     } finally {
       this._rejoining = false;
     }

@@ -129,7 +129,7 @@ function onEvent(event) {
     case "ticket.update": updateTicket(event.ticket); break;
     case "ticket.callback_offer": updateTicket({ ...event.ticket, callback_offer: true }); break;
     case "session.started": startCall(event); break;
-    case "video.rejoin": if (state.call) { state.call.grant = event.video; state.call._lost(); } break;
+    case "video.rejoin": if (state.call) state.call.moveTo(event.video); break;
     case "push": state.pushes.push(event); nextPush(); break;
     case "session.ended": endCall("The call has ended. Thank you."); break;
     case "error": console.warn("platform:", event.code, event.message); break;

@@ -137,7 +137,7 @@ export class CallScreen {
   moveTo(video) {
     this.call.video = video;
     this.onPersist(this.call);
-    if (this.link) { this.link.video = video; this.link.drop(); }
+    if (this.link) this.link.moveTo(video);
   }
 
   signal(msg) {

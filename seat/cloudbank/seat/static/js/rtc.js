@@ -183,6 +183,20 @@ export class VideoLink {
     if (pc) pc.close();
   }
 
+  /** The platform moved the call to another video node (`video.rejoin`): go there now, with its
+   * grant, even while a rejoin waits out its back-off against the dead node. */
+  moveTo(video) {
+    if (this.closed || !video) return;
+    this.video = video;
+    this.needFreshToken = false;
+    clearTimeout(this.rejoinTimer);
+    this.rejoinTimer = null;
+    this.attempt = 0;
+    this.teardown();
+    this.rejoins += 1;
+    this.connect();
+  }
+
   /** Simulate a network drop (test hook): the link must rejoin by itself. */
   drop() {
     if (this.ws) this.ws.close();
