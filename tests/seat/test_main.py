@@ -37,6 +37,25 @@ async def test_a_teller_cannot_open_another_tellers_call(seat: Any, page: Page, 
     await expect(page.get_by_test_id("call")).to_have_attribute("data-session", session_id)
 
 
+async def test_a_teller_who_closed_the_browser_mid_call_gets_back_into_it(seat: Any, page: Page,
+                                                                         second_page: Page, kiosk: Any) -> None:
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    session_id, _ = await seat.accept_offer(page, kiosk, join=False)
+    await page.goto("about:blank")  # the console is gone
+
+    # A fresh browser (nothing remembered): home says "in a call" with both switches disabled,
+    # so the only way on is the button back into the open call.
+    again = second_page
+    await seat.login(again, "teller1")
+    await expect(again.get_by_test_id("state-now")).to_have_attribute("data-state", "busy")
+    await expect(again.get_by_test_id("state-ready")).to_be_disabled()
+    await again.get_by_test_id("resume-call").click()
+    await expect(again.get_by_test_id("call")).to_have_attribute("data-session", session_id)
+    await again.get_by_test_id("end-call").click()
+    await expect(again.get_by_test_id("wrapup")).to_be_visible()
+
+
 async def test_a_made_up_call_link_is_refused_too(seat: Any, page: Page) -> None:
     await seat.login(page, "teller1")
     await expect(page.get_by_test_id("state-ready")).to_be_visible()

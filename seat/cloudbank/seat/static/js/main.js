@@ -214,7 +214,7 @@ class SeatApp {
   async showHome() {
     const home = this.screen instanceof HomeScreen ? this.screen
       : new HomeScreen(this.root, { onState: (s, r) => this.changeState(s, r),
-        onResume: (s) => this.resumeCall({ session: s, phase: "call" }), names: Object.fromEntries(this.services) });
+        onResume: (s) => this.resumeCall({ session: s, phase: "call", started_at: s.created_at }), names: Object.fromEntries(this.services) });
     this.setScreen(home);
     // Queue lengths change without an event to the teller: refresh them while home is shown.
     clearInterval(this.homePoll);
@@ -228,7 +228,14 @@ class SeatApp {
     if (!(this.screen instanceof HomeScreen)) return;
     try {
       const data = await this.api.get("teller");
-      this.setMyState(normaliseTeller(data).state);
+      const state = normaliseTeller(data).state;
+      // Busy but no call on screen (the browser was closed or another one used): offer the way
+      // back into the open call, else the teller is stuck with both state switches disabled.
+      if (state === "busy" && !data.session) {
+        const { sessions = [] } = await this.api.get("sessions").catch(() => ({}));
+        data.session = sessions.find((s) => s.state !== "wrap_up" && !s.ended_at) || null;
+      }
+      this.setMyState(state);
       if (this.screen instanceof HomeScreen) this.screen.render(data);
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return;
