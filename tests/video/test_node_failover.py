@@ -33,7 +33,7 @@ from aiohttp.test_utils import TestServer
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient, VideoGrant
 from cloudbank.kiosk_client.media_sources import MediaSources, synthetic
-from cloudbank.platform.audit import file_sha256
+from cloudbank.platform.audit import AuditChain, file_sha256
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
@@ -275,6 +275,22 @@ async def test_a_killed_video_node_s_call_is_replaced_and_resumes(cluster: Clust
         for seg in listed:
             assert file_sha256(cluster.config.data / seg["path"]) == seg["sha256"]
         assert not {Path(s["path"]).name for s in listed} & set(leg_a_files), "B's manifest claims A's files"
+        # A's closed segments (at least those seen before the kill) are in B's manifest and hashed.
+        earlier = {Path(e["path"]).name: e for e in manifest["earlier_segments"]}
+        assert set(leg_a_files) <= set(earlier)
+        assert {(e["party"], e["kind"]) for e in earlier.values()} >= {("customer", "video"), ("teller", "video")}
+        for name, entry in earlier.items():
+            assert file_sha256(cluster.config.data / entry["path"]) == entry["sha256"] == \
+                leg_a_files.get(name, entry["sha256"])
+        assert not list(folder.glob("manifest-*.json")), "one manifest for the call"
+        chain = AuditChain(create_engine(cluster.config.effective_database_url))
+        try:
+            assert (await chain.verify(cluster.config.data)).ok
+            recovered = [r for r in await chain.records(subject=f"session:{session_id}")
+                         if r.action == "recording.recovered"]
+        finally:
+            await chain.engine.dispose()
+        assert [sorted(Path(f["path"]).name for f in r.details["files"]) for r in recovered] == [sorted(earlier)]
     finally:
         await kiosk.close()
         await teller.close()

@@ -100,11 +100,14 @@ class VerifyReport:
 
 
 def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    """(path, sha256) of every file a manifest lists: track segments, then transcripts."""
+    """(path, sha256) of every file a manifest lists: track segments (with `earlier_segments`, those
+    a node that died left before the call moved to the node that wrote the manifest), then transcripts."""
     out: list[tuple[str, str]] = []
     for track in manifest.get("tracks") or []:
         for seg in track.get("segments") or []:
             out.append((str(seg.get("path", "")), str(seg.get("sha256", ""))))
+    for seg in manifest.get("earlier_segments") or []:
+        out.append((str(seg.get("path", "")), str(seg.get("sha256", ""))))
     for tr in manifest.get("transcripts") or []:
         out.append((str(tr.get("path", "")), str(tr.get("sha256", ""))))
     return out

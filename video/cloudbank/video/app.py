@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -147,8 +149,44 @@ class CallSinks:
         await self.recorder.close()  # open segments count only once closed
         if not self.recorder.segments():
             return  # nothing was recorded (no media ever flowed): no manifest
-        await finish_recording(self.recorder, self.app[AUDIT], self.app[CONFIG].data,
-                               actor=f"video:{self.app[NODE_ID]}", transcripts=files)
+        data, who = self.app[CONFIG].data, f"video:{self.app[NODE_ID]}"
+        earlier = await asyncio.to_thread(earlier_segments, self.recorder.folder,
+                                          set(self.recorder.segments()), data)
+        if earlier:
+            # The call came here from a node that died: its closed segments are on no manifest and
+            # not on the audit chain. Hash them now, in this leg's manifest and in the chain.
+            await self.app[AUDIT].append(who, "recording.recovered", f"session:{self.recorder.session_id}",
+                                         {"files": [{"path": e["path"], "sha256": e["sha256"]} for e in earlier]})
+        await finish_recording(self.recorder, self.app[AUDIT], data, actor=who, transcripts=files,
+                               extra={"earlier_segments": earlier} if earlier else None)
+
+
+SEGMENT_SUFFIXES = (".webm", ".mkv")
+
+
+def earlier_segments(folder: Path, own: set[Path], data_root: Path) -> list[dict[str, Any]]:
+    """Complete segments in a call's folder that this leg did not write and no manifest lists: what
+    an earlier leg left on a node that died (its open `.part` segment is lost, by design).
+    `{path (relative to data_root), sha256, bytes, party, kind}`, sorted by name."""
+    from cloudbank.platform.audit import file_sha256
+
+    listed: set[str] = set()
+    for manifest in folder.glob("manifest*.json"):
+        try:
+            body = json.loads(manifest.read_text(encoding="utf-8"))
+            listed |= {Path(str(seg["path"])).name for t in body.get("tracks") or [] for seg in t["segments"]}
+            listed |= {Path(str(seg["path"])).name for seg in body.get("earlier_segments") or []}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # a damaged manifest lists nothing: its files are hashed again here
+    own_names = {p.name for p in own}
+    out = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in SEGMENT_SUFFIXES or path.name in own_names or path.name in listed:
+            continue
+        party, _, rest = path.name.partition("-")
+        out.append({"path": str(path.resolve().relative_to(data_root.resolve())), "sha256": file_sha256(path),
+                    "bytes": path.stat().st_size, "party": party, "kind": rest.partition("-")[0]})
+    return out
 
 
 async def _asr(app: web.Application) -> AsyncIterator[None]:
