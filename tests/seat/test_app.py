@@ -69,7 +69,8 @@ def auth(token: str) -> dict[str, str]:
 
 
 async def test_the_console_is_served_under_a_strict_csp(client: Client) -> None:
-    for path in ("/seat/", "/seat/static/js/main.js", "/seat/static/i18n/zh.js", "/seat/config.json"):
+    for path in ("/seat/", "/seat/static/js/main.js", "/seat/static/i18n/zh.js", "/seat/config.json",
+                 "/seat/common/dom.js", "/seat/common/i18n.js"):
         resp = await client.get(path)
         assert resp.status == 200, path
         csp = resp.headers["Content-Security-Policy"]
@@ -93,11 +94,14 @@ async def test_client_config_says_where_the_api_is(client: Client, config: Confi
 
 @pytest.mark.parametrize("path", ["/seat/static/../app.py", "/seat/static/%2e%2e/app.py",
                                   "/seat/static/..%2fapp.py", "/seat/static/", "/seat/static/js/",
-                                  "/seat/app.py", "/seat/static/js/nope.js"])
+                                  "/seat/app.py", "/seat/static/js/nope.js", "/seat/common/",
+                                  "/seat/common/../static_files.py", "/seat/common/%2e%2e/static_files.py",
+                                  "/seat/common/..%2fstatic_files.py"])
 async def test_no_source_files_or_listings_leak(client: Client, path: str) -> None:
     resp = await client.get(path)
     assert resp.status in (403, 404), path
-    assert "create_app" not in await resp.text()
+    text = await resp.text()
+    assert "create_app" not in text and "add_static_app" not in text
 
 
 async def test_calls_lists_live_calls_in_the_supervisors_queues(client: Client, people: dict[str, Any]) -> None:
