@@ -147,3 +147,11 @@ def test_users_devices_audit_keys(tmp_path: Path) -> None:
     assert run("keys", "rotate", data=tmp_path).returncode == 0
     verify = run("audit", "verify", data=tmp_path)
     assert verify.returncode == 0 and verify.stdout.startswith("OK: 4 records")
+
+
+@pytest.mark.parametrize("command", [["users", "list"], ["audit", "verify"], ["keys", "rotate"]], ids=" ".join)
+def test_reading_a_folder_with_no_database_names_it_and_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    # An admin in the wrong directory: not an empty list or "OK: 0 records" from a new empty database.
+    missing = tmp_path / "not-the-data-folder"
+    one_clear_line(run(*command, data=missing), f"no cloudbank database in {missing}")
+    assert not missing.exists()

@@ -146,13 +146,17 @@ def _cmd_service(name: str) -> Command:
     return run
 
 
-def _db_command(body: Callable[[Any], Coroutine[Any, Any, int]]) -> Command:
-    """A command that needs only the records database."""
+def _db_command(body: Callable[[Any], Coroutine[Any, Any, int]], existing: bool = False) -> Command:
+    """A command that needs only the records database; with `existing`, one that only reads or
+    changes what is there, so a wrong --data folder is named instead of quietly made empty."""
 
     def run(args: argparse.Namespace, config: Config) -> int:
         from cloudbank.platform.records import create_engine
         from cloudbank.platform.server import check_data_folder, prepare_database
 
+        if existing and config.database_url is None and not config.sqlite_path.exists():
+            raise StartupError(f"no cloudbank database in {config.data.resolve()}: pass --data (or set "
+                               f"CLOUDBANK_DATA to) the folder 'cloudbank up' uses")
         check_data_folder(config)
 
         async def go() -> int:
@@ -310,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=_db_command(_users_add))
     lst = users_sub.add_parser("list", help="list people")
     _common(lst)
-    lst.set_defaults(func=_db_command(_users_list))
+    lst.set_defaults(func=_db_command(_users_list, existing=True))
 
     devices = sub.add_parser("devices", help="kiosk devices")
     dev_sub = devices.add_subparsers(dest="devices_command", required=True, parser_class=_Parser, metavar="ACTION")
@@ -324,13 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="walk the chain; print OK or the first broken record")
     _common(verify)
-    verify.set_defaults(func=_db_command(_audit_verify))
+    verify.set_defaults(func=_db_command(_audit_verify, existing=True))
 
     keys = sub.add_parser("keys", help="token signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser, metavar="ACTION")
     rotate = keys_sub.add_parser("rotate", help="start signing with a new key (nobody is logged out)")
     _common(rotate)
-    rotate.set_defaults(func=_db_command(_keys_rotate))
+    rotate.set_defaults(func=_db_command(_keys_rotate, existing=True))
 
     _load_benches()
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
