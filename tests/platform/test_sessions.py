@@ -146,6 +146,17 @@ async def test_placement_picks_the_least_loaded_live_non_draining_node(api: Clie
     assert picks == ["node-b", "node-a", "node-b"]
 
 
+async def test_placements_stop_counting_after_the_hold_under_steady_load(api: Client) -> None:
+    """A call placed every 5 s on node-a: only the last 10 s of placements count against it, so
+    node-b joining later does not take every call until an ever-growing count is matched."""
+    await add_node(api, "node-a", calls=1)
+    t0 = 1_800_000_000.0
+    assert {(await pick_node(api.app[REDIS], now=t0 + 5 * i)).id for i in range(20)} == {"node-a"}
+    await add_node(api, "node-b", calls=4)
+    # node-a: 1 reported + 2 placed in the last 10 s (at +90 and +95) = 3 < node-b's 4
+    assert (await pick_node(api.app[REDIS], now=t0 + 100)).id == "node-a"
+
+
 async def test_no_live_node_is_a_503_and_the_offer_stays_intact(api: Client) -> None:
     await add_node(api, "node-a", alive=False)
     await add_node(api, "node-b", draining=True)

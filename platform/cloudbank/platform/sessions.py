@@ -111,7 +111,14 @@ async def live_nodes(redis: Redis) -> list[VideoNode]:
     return nodes
 
 
-async def pick_node(redis: Redis) -> VideoNode:
+def _placements_key(node_id: str) -> str:
+    # A sorted set of placements by time: each one counts for PLACEMENT_HOLD_S on its own (a counter
+    # whose expiry every placement renews never drops under steady load, and a node that joins
+    # later would then take every call until its count caught up).
+    return f"video:node:{node_id}:placements"
+
+
+async def pick_node(redis: Redis, now: float | None = None) -> VideoNode:
     """The live, non-draining node with the fewest calls (recent placements included); 503 if none.
 
     Call this before the ACD consumes an offer, so a refusal leaves the offer intact."""
@@ -119,11 +126,18 @@ async def pick_node(redis: Redis) -> VideoNode:
     if not candidates:
         raise NoVideoNode("no video node is available; the call cannot start now (the offer stays open)",
                           retry_after=5)
-    pending = [int(await redis.get(f"video:node:{n.id}:placed") or 0) for n in candidates]
+    now = time.time() if now is None else now
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in candidates:
+            pipe.zcount(_placements_key(n.id), now - PLACEMENT_HOLD_S, "+inf")
+        pending = [int(p) for p in await pipe.execute()]
     _, _, _, best = min((n.calls + p, n.cpu, n.id, n) for n, p in zip(candidates, pending, strict=True))
-    key = f"video:node:{best.id}:placed"
-    await redis.incr(key)
-    await redis.expire(key, PLACEMENT_HOLD_S)
+    key = _placements_key(best.id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(key, {uuid.uuid4().hex: now})
+        pipe.zremrangebyscore(key, "-inf", now - PLACEMENT_HOLD_S)
+        pipe.expire(key, PLACEMENT_HOLD_S * 2)
+        await pipe.execute()
     return best
 
 
