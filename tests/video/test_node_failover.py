@@ -397,3 +397,47 @@ async def test_the_phone_page_and_seat_console_move_to_the_node_video_rejoin_nam
     finally:
         await kiosk.close()
         await teller.close()
+
+
+async def test_the_sdk_takes_a_rejoin_grant_mid_retry_and_ignores_events_not_for_its_call(
+        single_node: tuple[str, Directory]) -> None:
+    url, directory = single_node
+    kiosk = await _kiosk(url, directory)
+    teller = await _teller(url, directory)
+    media = synthetic(KIOSK_SOURCE)
+    try:
+        await kiosk.client.create_ticket("general")
+        await until(lambda: bool(teller.of_type("offer")), 20, "an offer to the teller")
+        accepted = await teller.client.request("POST", f"offers/{teller.of_type('offer')[-1]['offer_id']}/accept")
+        session_id = str(accepted["session"]["id"])
+        await until(lambda: bool(kiosk.of_type("session.started")), 20, "session.started at the kiosk")
+        good = kiosk.of_type("session.started")[-1]["video"]
+        dead = VideoGrant(f"http://127.0.0.1:{free_port()}/video/", str(good["token"]))
+
+        async def refresh() -> VideoGrant:
+            return dead  # the platform still names the dead node (its heartbeat key has not expired)
+
+        call = Call(dead, media, refresh=refresh, ice_addresses=["127.0.0.1"], max_rejoins=1000,
+                    session_id=session_id)
+        kiosk.call = call
+        rejoin = asyncio.create_task(call.rejoin())
+        await until(lambda: call.rejoins >= 3, 20, "the call retrying against the dead node")
+
+        # Events that are not this call's move nothing.
+        other = {"type": "video.rejoin", "session": {"id": "00000000-0000-0000-0000-000000000000"}, "video": good}
+        for event in (other, {"type": "video.rejoin", "session": {"id": session_id}},
+                      {"type": "video.rejoin", "session": {"id": session_id}, "video": "x" * 1_000_000},
+                      {"type": "push", "session": {"id": session_id}, "video": good}, {}):
+            assert await call.handle_event(event) is False
+        assert call._offered is None and call.grant is dead
+
+        # The platform's grant: the running rejoin takes it at once and joins the node it names.
+        event = {"type": "video.rejoin", "session": {"id": session_id, "video_node": "node-b"}, "video": good}
+        assert await call.handle_event(event) is True
+        await asyncio.wait_for(rejoin, 20)
+        assert call.state == "connected" and call.grant.url == good["url"]
+        assert call.rejoins < 1000
+    finally:
+        await kiosk.close()
+        await teller.close()
+        media.stop()

@@ -154,7 +154,8 @@ class Call:
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _connect(self) -> None:
-        assert self._http is not None
+        if self._http is None:  # a call whose first join failed may still be moved (`rejoin(grant)`)
+            self._http = aiohttp.ClientSession()
         self._lost.clear()
         try:
             ws = await self._http.ws_connect(self.grant.ws_url, heartbeat=10)
