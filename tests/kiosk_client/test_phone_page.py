@@ -164,6 +164,32 @@ async def test_phone_call_with_a_teller_both_sides_decode_video(
     assert errors == []
 
 
+async def test_the_call_status_stays_a_word_for_the_connection_when_the_teller_joins(
+        stack: Stack, teller: Teller, phone: tuple[Page, list[str]]) -> None:
+    # The customer's page joins first; the teller's arrival is a signalling message ("peer.joined")
+    # that used to replace "connected" on the customer's screen.
+    page, errors = phone
+    await _sign_in(page, stack)
+    await page.get_by_test_id("service-general").tap()
+    session_id, grant = await teller.accept_next(timeout=30)
+    await expect(page.get_by_test_id("call-state")).to_have_text("connected", timeout=20_000)
+    call = Call(grant, synthetic(TELLER_SOURCE), ice_addresses=["127.0.0.1"])
+    try:
+        await call.join()
+        for _ in range(200):  # the teller's frames arrive after the message that announced them
+            if await page.evaluate(READ_STAMP):
+                break
+            await page.wait_for_timeout(50)
+        assert await page.evaluate(READ_STAMP)
+        await expect(page.get_by_test_id("call-state")).to_have_text("connected")
+        await teller.client.request("POST", f"sessions/{session_id}/end")
+        await expect(page.get_by_test_id("screen-done")).to_be_visible()
+    finally:
+        await call.leave()
+        call.sources.stop()
+    assert errors == []
+
+
 async def test_no_call_back_is_offered_when_the_wait_is_short(stack: Stack, phone: tuple[Page, list[str]]) -> None:
     page, errors = phone
     await _sign_in(page, stack, "+821077776666")

@@ -6,13 +6,16 @@
 // retrying against the dead node and after one gave up.
 
 export class VideoCall {
+  /** onState(s) gets the connection's state (shown to the customer); onPeer(type, party) gets
+   *  the room's peer.joined / peer.left messages. */
   constructor({ grant, localStream, refresh = null, onRemoteStream = () => {}, onState = () => {},
-                maxRejoins = 5 }) {
+                onPeer = () => {}, maxRejoins = 5 }) {
     this.grant = grant;
     this.localStream = localStream;
     this.refresh = refresh;
     this.onRemoteStream = onRemoteStream;
     this.onState = onState;
+    this.onPeer = onPeer;
     this.maxRejoins = maxRejoins;
     this.rejoins = 0;
     this.leaving = false;
@@ -65,7 +68,7 @@ export class VideoCall {
       if (data.type === "answer") await pc.setRemoteDescription({ type: "answer", sdp: data.sdp });
       else if (data.type === "candidate" && data.candidate && data.candidate.candidate) {
         try { await pc.addIceCandidate(data.candidate); } catch (err) { console.warn("candidate", err); }
-      } else if (data.type === "peer.joined" || data.type === "peer.left") this.onState(data.type, data.party);
+      } else if (data.type === "peer.joined" || data.type === "peer.left") this.onPeer(data.type, data.party);
     };
     ws.onclose = () => { if (ws === this.ws) this._lost(); };
     const offer = await pc.createOffer();
