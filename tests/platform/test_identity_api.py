@@ -132,6 +132,25 @@ async def test_revoked_device_is_refused(api: Client) -> None:
     assert (await api.post("/devices/unknown/revoke", headers={"Authorization": f"Bearer {admin}"})).status == 404
 
 
+async def test_a_revoked_device_s_token_is_refused_everywhere(api: Client) -> None:
+    """Not only where the device record is read: its event stream and sessions are closed to it too."""
+    directory = Directory(api.app[ENGINE])
+    await directory.ensure_branch("b1", "Branch One")
+    enrolled = await (await api.post("/devices/enrol", json={
+        "code": await directory.create_enrolment_code("b1"), "name": "k"})).json()
+    other = await (await api.post("/devices/enrol", json={
+        "code": await directory.create_enrolment_code("b1"), "name": "k2"})).json()
+    admin = (await (await _login(api, "root", await _user(api, "admin", "root"))).json())["token"]
+    kiosk = {"Authorization": f"Bearer {enrolled['token']}"}
+    assert (await api.get("/sessions", headers=kiosk)).status == 200
+    path = f"/devices/{enrolled['device_id']}/revoke"
+    assert (await api.post(path, headers={"Authorization": f"Bearer {admin}"})).status == 200
+    for resp in (await api.get("/sessions", headers=kiosk), await api.get("/me", headers=kiosk),
+                 await api.get(f"/ws?token={enrolled['token']}")):
+        assert resp.status == 403 and "revoked" in (await resp.json())["message"]
+    assert (await api.get("/sessions", headers={"Authorization": f"Bearer {other['token']}"})).status == 200
+
+
 async def test_missing_and_forged_tokens(api: Client) -> None:
     assert (await api.get("/me")).status == 401
     assert (await api.get("/me", headers={"Authorization": "Bearer abc.def.ghi"})).status == 401

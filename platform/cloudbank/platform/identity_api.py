@@ -9,7 +9,7 @@ from aiohttp import web
 
 from cloudbank.platform.errors import Forbidden, Unauthorized
 from cloudbank.platform.identity import Directory, LoginGuard
-from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS, authenticate, revoke
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS, authenticate, revoke, revoke_holder
 from cloudbank.platform.validation import limit, read_json
 
 routes = web.RouteTableDef()
@@ -118,5 +118,7 @@ async def revoke_device(request: web.Request) -> web.Response:
     claims = await authenticate(request, roles=("admin",))
     device_id = request.match_info["device_id"][:64]
     await Directory(request.app[ENGINE]).revoke_device(device_id)
+    # Its credential is refused everywhere, not only where the device record is read.
+    await revoke_holder(request.app[REDIS], "device", device_id, request.app[CONFIG].device_token_ttl_s)
     await request.app[AUDIT].append(claims.sub, "device.revoked", f"device:{device_id}")
     return web.json_response({"ok": True})

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloudbank.platform.audit import AuditChain
 from cloudbank.platform.config import Config
-from cloudbank.platform.errors import ApiError, TooLarge, TooManyRequests, Unauthorized
+from cloudbank.platform.errors import ApiError, Forbidden, TooLarge, TooManyRequests, Unauthorized
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.tokens import Claims, KeyRing
 
@@ -150,11 +150,20 @@ async def authenticate(request: web.Request, roles: Iterable[str] | None = None,
     if not token:
         raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'")
     claims = await request.app[KEYS].verify(token, roles=roles, scope=scope)
-    if await request.app[REDIS].exists(f"revoked:{claims.jti}"):
+    token_revoked, holder_revoked = await request.app[REDIS].mget(
+        f"revoked:{claims.jti}", f"revoked:{claims.role}:{claims.sub}")
+    if token_revoked:
         raise Unauthorized("the token was revoked; sign in again")
+    if holder_revoked:
+        raise Forbidden(f"this {claims.role} was revoked; enrol it again with a new code")
     return claims
 
 
 async def revoke(redis: Redis, claims: Claims) -> None:
     ttl = max(1, int(claims.exp - time.time()) + 1)
     await redis.set(f"revoked:{claims.jti}", "1", ex=ttl)
+
+
+async def revoke_holder(redis: Redis, role: str, sub: str, ttl_s: int) -> None:
+    """Refuse every token of `role`/`sub` (a revoked kiosk's long-lived credential) for `ttl_s`."""
+    await redis.set(f"revoked:{role}:{sub}", "1", ex=max(1, ttl_s))
