@@ -166,7 +166,12 @@ async def cluster(aiohttp_server: MakeServer, config: Config, tmp_path: Path) ->
         return port_b
 
     try:
-        await until_async(lambda: _node_registered(r, "node-a"), 60, "node A in the registry")
+        try:
+            await until_async(lambda: _node_registered(r, "node-a"), 60, "node A in the registry")
+        except AssertionError:
+            log_a.flush()
+            raise AssertionError("node A did not register; its log:\n" +
+                                 (tmp_path / "node-a.log").read_text(errors="replace")[-4000:]) from None
         yield Cluster(base, str(platform.make_url("")).rstrip("/"), r, directory, node_a, port_a, start_node_b)
     finally:
         if node_a.returncode is None:
