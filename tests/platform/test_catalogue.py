@@ -118,6 +118,10 @@ async def test_demo_seed_has_general_and_a_dual_recorded_sale(api: Client) -> No
     assert wealth.dual_recording and wealth.required_phrases and wealth.forbidden_phrases
     teller = next(u for u in await directory.list_users() if u.role == "teller")
     assert "general" in teller.skills and "wealth" not in teller.skills and "cards" in teller.skills
+    # Every demo queue has a teller, and people are told apart by name.
+    people = {u.username: u for u in await directory.list_users()}
+    assert all(any(s.skill in p.skills for p in people.values()) for s in services.values())
+    assert len({p.display_name for p in people.values()}) == len(people)
     # A second run changes nothing, even after an admin edited the catalogue.
     await Catalogue(api.app[ENGINE]).upsert(Service("general", "Ask us anything", "general"))
     assert not (await seed_demo(directory)).created

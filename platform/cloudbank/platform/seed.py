@@ -59,9 +59,12 @@ async def seed_demo(directory: Directory) -> SeedResult:
     # Two admins, so that the media console's maker-checker (a second admin approves) can be tried.
     people = (("teller", "teller1"), ("teller", "teller2"), ("supervisor", "supervisor1"),
               ("admin", "admin1"), ("admin", "admin2"))
+    # teller2 is also qualified for the wealth queue, so no demo service waits for a teller forever.
+    skills = {"teller1": teller_skills, "teller2": {**teller_skills, "wealth": 1}}
     for role, username in people:
-        _, password = await directory.add_user(username, role, display_name=f"Demo {role}",
-                                               skills=teller_skills if role == "teller" else None)
+        # Distinct names: the wallboard, the call list and the approval history show them.
+        _, password = await directory.add_user(username, role, display_name=f"Demo {role} {username[-1]}",
+                                               skills=skills.get(username))
         result.accounts.append((role, username, password))
     result.enrolment_code = await directory.create_enrolment_code(DEMO_BRANCH[0])
     return result
