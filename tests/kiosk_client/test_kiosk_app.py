@@ -164,3 +164,28 @@ async def test_tampered_credential_and_revoked_device_are_refused(stack: Stack, 
     (after,) = await stack.directory.list_devices()
     assert after["last_seen"] == seen
     assert credentials.load(path).device_id == device["id"]
+
+
+async def test_a_restarted_kiosk_hangs_up_the_call_a_crash_left_open(stack: Stack, teller: Teller,
+                                                                     tmp_path: Path) -> None:
+    def options(code: str | None = None) -> KioskOptions:
+        return KioskOptions(server=stack.url, data=tmp_path / "k", headless=True, enrol_code=code,
+                            ice_addresses=("127.0.0.1",))
+
+    first = Kiosk(options(await stack.directory.create_enrolment_code("demo")))
+    await first.start()
+    try:
+        await first.client.create_ticket("general")
+        session_id, _ = await teller.accept_next(timeout=30)
+    finally:
+        await first.close()  # a crash: nobody hung up, so the device still holds the live ticket
+
+    again = Kiosk(options())
+    await again.start()
+    try:
+        session = (await teller.client.request("GET", f"sessions/{session_id}"))["session"]
+        assert session["state"] == "wrap_up"
+        # The next customer gets a ticket (it was "409: you already have a ticket; leave it first").
+        assert (await again.client.create_ticket("general"))["state"] in ("waiting", "offered")
+    finally:
+        await again.close()

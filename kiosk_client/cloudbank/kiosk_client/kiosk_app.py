@@ -122,6 +122,7 @@ class Kiosk:
 
     async def start(self) -> None:
         await self._credential()
+        await self._end_leftover_calls()
         await self._choose_ice_addresses()
         self.sources = open_sources(camera=self.options.camera, video_file=self.options.video,
                                     audio_file=self.options.audio, microphone=self.options.microphone,
@@ -140,6 +141,15 @@ class Kiosk:
                   f"peripherals_ok={status.peripherals_ok}")
         self.heartbeat.start()
         await self.sync_playlist()
+
+    async def _end_leftover_calls(self) -> None:
+        """A kiosk that starts serves nobody yet. A call an earlier run left open (a crash, a power
+        cut) would refuse every new customer's ticket ("you already have a ticket") until a teller
+        ended it, so hang it up."""
+        for session in (await self.client.request("GET", "sessions")).get("sessions", []):
+            with contextlib.suppress(PlatformError):  # it may end on its own meanwhile
+                await self.client.request("POST", f"sessions/{session['id']}/end")
+                self.step(f"ended session {session['id']} left open by an earlier run")
 
     async def _credential(self) -> None:
         path = self.options.credential_path
