@@ -308,3 +308,33 @@ async def test_a_failed_party_does_not_end_the_room_under_one_still_joining(node
     await pc.close()
     await waiting.close()
     await settled(node, baseline)
+
+
+async def test_a_rejoin_while_the_last_room_is_still_closing_opens_a_new_room(aiohttp_client: MakeClient,
+                                                                             config: Config) -> None:
+    """Closing a room flushes its recording (slow); a party joining meanwhile gets a fresh room, not
+    409 "the call has ended" from the one on its way out."""
+    released = asyncio.Event()
+    closing = asyncio.Event()
+
+    class SlowSink:  # injects the fault: a sink that takes its time to close
+        def on_rtp(self, track: Any, packet: Any) -> None:
+            pass
+
+        async def close(self) -> None:
+            closing.set()
+            await released.wait()
+
+    node = await aiohttp_client(create_app(config.with_(video_node_id=NODE, video_ice_timeout_s=2.0,
+                                                        video_drain_s=1.0),
+                                           sinks=[lambda session_id, keyframe: SlowSink()]))
+    first = await open_ws(node, await token(node, "customer"))
+    old = node.app[ROOMS].get("s1")
+    await first.close()
+    await asyncio.wait_for(closing.wait(), 5)
+    assert old is not None and old.closed
+    again = await open_ws(node, await token(node, "customer"))
+    room = node.app[ROOMS].get("s1")
+    assert room is not None and room is not old and not room.closed
+    released.set()
+    await again.close()

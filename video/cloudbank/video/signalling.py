@@ -91,6 +91,8 @@ async def video_ws(request: web.Request) -> web.StreamResponse:
         raise Forbidden("the join token is for another video node; ask the platform to join again")
     rooms = app[ROOMS]
     room = rooms.get(session_id)
+    if room is not None and room.closed:
+        room = None  # still flushing its recording on the way out: this party starts a new one
     if room is None and app[REGISTRY].draining:
         raise Conflict("this video node is draining and takes no new calls; ask the platform again",
                        code="draining")
