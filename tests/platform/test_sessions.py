@@ -9,7 +9,10 @@ registry entries written as the video node writes them.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -155,6 +158,21 @@ async def test_placements_stop_counting_after_the_hold_under_steady_load(api: Cl
     await add_node(api, "node-b", calls=4)
     # node-a: 1 reported + 2 placed in the last 10 s (at +90 and +95) = 3 < node-b's 4
     assert (await pick_node(api.app[REDIS], now=t0 + 100)).id == "node-a"
+
+
+async def test_turn_credentials_are_bound_to_the_party_and_verifiable(aiohttp_client: MakeClient,
+                                                                       config: Config) -> None:
+    api = await aiohttp_client(create_app(config.with_(stun_urls=("stun:127.0.0.1:3478",),
+                                                       turn_urls=("turn:127.0.0.1:3478",), turn_secret="s3cret")))
+    await Catalogue(api.app[ENGINE]).upsert(Service("general", "General enquiry", "general"))
+    await add_node(api, "node-a")
+    c = await call(api)
+    stun, turn = c.video["ice_servers"]
+    assert stun == {"urls": ["stun:127.0.0.1:3478"]}
+    expiry, _, client = turn["username"].partition(":")
+    assert client == c.teller.client and int(expiry) > time.time()
+    digest = hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()
+    assert turn["credential"] == base64.b64encode(digest).decode()
 
 
 async def test_no_live_node_is_a_503_and_the_offer_stays_intact(api: Client) -> None:

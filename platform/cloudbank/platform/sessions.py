@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import logging
 import re
@@ -45,7 +43,7 @@ from cloudbank.platform.errors import ApiError, BadRequest, Conflict, Forbidden,
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import sessions
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
-from cloudbank.platform.tokens import Claims
+from cloudbank.platform.tokens import Claims, turn_credentials
 
 log = logging.getLogger("cloudbank.sessions")
 
@@ -262,10 +260,8 @@ class Sessions:
             servers.append({"urls": list(self.config.stun_urls)})
         if self.config.turn_urls and self.config.turn_secret:
             # TURN REST credentials (coturn's use-auth-secret): valid for TURN_TTL_S, bound to the client.
-            username = f"{int(time.time()) + TURN_TTL_S}:{client}"
-            digest = hmac.new(self.config.turn_secret.encode(), username.encode(), hashlib.sha1).digest()
-            servers.append({"urls": list(self.config.turn_urls), "username": username,
-                            "credential": base64.b64encode(digest).decode()})
+            username, credential = turn_credentials(self.config.turn_secret, client, TURN_TTL_S)
+            servers.append({"urls": list(self.config.turn_urls), "username": username, "credential": credential})
         return servers
 
     def video(self, session_id: str, node: VideoNode, client: str, party: str) -> dict[str, Any]:

@@ -11,6 +11,8 @@ and `join` tokens scoped to one call session with a `party` (customer, teller, s
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -120,3 +122,11 @@ class KeyRing:
                  if k not in ("sub", "role", "scope", "exp", "jti", "iat", "iss")}
         return Claims(str(data["sub"]), str(data["role"]), str(data["scope"]), float(data["exp"]),
                       str(data["jti"]), extra)
+
+
+def turn_credentials(secret: str, user: str, ttl_s: int, now: float | None = None) -> tuple[str, str]:
+    """coturn's time-limited credentials (`use-auth-secret`): `<expiry>:<user>` and its HMAC-SHA1."""
+    expiry = int((time.time() if now is None else now) + ttl_s)
+    username = f"{expiry}:{user}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()

@@ -16,12 +16,8 @@ hook moves):
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import ipaddress
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,6 +25,7 @@ import aioice.ice
 from aiortc import RTCPeerConnection
 
 from cloudbank.platform.config import Config
+from cloudbank.platform.tokens import turn_credentials
 from cloudbank.video.errors import AiortcIncompatible
 
 log = logging.getLogger("cloudbank.video.ice")
@@ -114,14 +111,6 @@ def restrict_ice(pc: RTCPeerConnection, addresses: Iterable[str], networks: Sequ
     conn.gather_candidates = gather_candidates
     conn.add_remote_candidate = add_remote_candidate
     conn.check_incoming = check_incoming
-
-
-def turn_credentials(secret: str, user: str, ttl_s: int, now: float | None = None) -> tuple[str, str]:
-    """coturn's time-limited credentials (`use-auth-secret`): `<expiry>:<user>` and its HMAC-SHA1."""
-    expiry = int((time.time() if now is None else now) + ttl_s)
-    username = f"{expiry}:{user}"
-    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
-    return username, base64.b64encode(digest).decode()
 
 
 def ice_servers(config: Config, user: str, ttl_s: int | None = None) -> list[dict[str, Any]]:
