@@ -15,6 +15,7 @@ import pytest
 
 from cloudbank.media.app import housekeeping_once
 from cloudbank.platform.audit import AuditChain, file_sha256
+from cloudbank.video.recorder import Recorder, finish_recording, recording_folder
 
 
 async def scan(media: Any) -> dict[str, Any]:
@@ -109,6 +110,18 @@ async def test_view_play_and_verify_an_untouched_recording(media: Any, record: A
     assert await audit_of(media, "good-call") == [
         ("video:test", "recording.finished"), (media.ids["super1"], "recording.viewed"),
         (media.ids["super1"], "recording.played"), (media.ids["super1"], "recording.verified")]
+
+
+async def test_a_session_whose_room_opened_again_still_verifies(media: Any, record: Any) -> None:
+    """Both parties dropped and rejoined: the second room wrote manifest-2.json and its own audit
+    record; the catalogue's manifest.json is checked against the record that lists it."""
+    await record("two-rooms", teller_id=media.ids["teller1"])
+    again = Recorder("two-rooms", recording_folder(media.config, "two-rooms"), lambda _party: None)
+    second = await finish_recording(again, AuditChain(media.engine), media.config.data, actor="video:test")
+    assert second.name == "manifest-2.json"
+    await scan(media)
+    report = await verify(media, "two-rooms")
+    assert report["ok"] and report["problems"] == [], report
 
 
 async def test_verify_detects_a_tampered_segment(media: Any, record: Any) -> None:

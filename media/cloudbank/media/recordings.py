@@ -273,9 +273,15 @@ class RecordingsCatalogue:
     # -- verification ----------------------------------------------------------------------------
 
     async def audit_record(self, audit: AuditChain, session_id: str) -> AuditRecord | None:
+        """The newest `recording.finished` record listing the session's manifest.json: a session whose
+        room opened again has a record per room (the later ones list manifest-2.json, ...)."""
         records = await audit.records(subject=f"session:{session_id}")
         finished = [r for r in records if r.action == "recording.finished"]
-        return finished[-1] if finished else None
+        manifest_rel = str((self.folder(session_id) / MANIFEST).relative_to(self.data))
+        listing = [r for r in finished
+                   if any(isinstance(f, dict) and f.get("path") == manifest_rel for f in r.details.get("files") or [])]
+        chosen = listing or finished
+        return chosen[-1] if chosen else None
 
     async def verify(self, recording: Recording, audit: AuditChain) -> VerifyReport:
         """Every file against the manifest and the audit chain; the manifest against the audit chain."""
