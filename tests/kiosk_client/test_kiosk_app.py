@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
 import sys
 from pathlib import Path
@@ -189,3 +190,23 @@ async def test_a_restarted_kiosk_hangs_up_the_call_a_crash_left_open(stack: Stac
         assert (await again.client.create_ticket("general"))["state"] in ("waiting", "offered")
     finally:
         await again.close()
+
+
+async def test_sigterm_while_waiting_leaves_the_queue_and_exits(stack: Stack, tmp_path: Path) -> None:
+    # Nobody is ready, so the visit waits; an operator stopping the kiosk must not wait with it.
+    code = await stack.directory.create_enrolment_code("demo")
+    proc = await _kiosk_process(stack, tmp_path / "kiosk", "--enrol-code", code, "--service", "general")
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        while b"kiosk: ticket " not in seen:
+            seen += await asyncio.wait_for(proc.stdout.readline(), 30)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = (seen + out).decode()
+    assert proc.returncode == 1, log
+    assert "kiosk: stopped: left the queue and hung up" in log

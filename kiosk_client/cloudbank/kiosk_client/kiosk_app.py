@@ -102,6 +102,7 @@ class Kiosk:
         self.heartbeat: Heartbeat | None = None
         self.device_id = ""
         self.call: Call | None = None
+        self.ticket_id: str | None = None  # the visit's ticket, to leave the queue when stopped
         self.steps: list[str] = []
         self.ice_addresses: tuple[str, ...] = options.ice_addresses
 
@@ -141,6 +142,14 @@ class Kiosk:
                   f"peripherals_ok={status.peripherals_ok}")
         self.heartbeat.start()
         await self.sync_playlist()
+
+    async def stop_visit(self) -> None:
+        """Stopped mid-visit: leave the queue and hang up, so this device holds nothing live."""
+        if self.ticket_id is not None:
+            with contextlib.suppress(PlatformError):  # not waiting any more: the call is ended below
+                await self.client.leave(self.ticket_id)
+        await self._end_leftover_calls()
+        self.step("stopped: left the queue and hung up")
 
     async def _end_leftover_calls(self) -> None:
         """A kiosk that starts serves nobody yet. A call an earlier run left open (a crash, a power
@@ -193,7 +202,7 @@ class Kiosk:
         try:
             await asyncio.wait_for(asyncio.shield(stream.connected.wait()), 15)
             ticket = await self.client.create_ticket(service)
-            outcome.ticket_id = str(ticket["id"])
+            outcome.ticket_id = self.ticket_id = str(ticket["id"])
             self._ticket_step(ticket, outcome)
             await self._follow(queue, outcome, pump_task)
         finally:
@@ -338,8 +347,7 @@ async def run(options: KioskOptions, stop: asyncio.Event | None = None) -> int:
     try:
         await kiosk.start()
         if options.service:
-            outcome = await kiosk.serve(options.service)
-            return 0 if outcome.final_state == "done" else 1
+            return await _serve_until_stopped(kiosk, options.service, stop)
         if options.headless:
             await kiosk.idle(stop)
             return 0
@@ -349,3 +357,18 @@ async def run(options: KioskOptions, stop: asyncio.Event | None = None) -> int:
         return 0
     finally:
         await kiosk.close()
+
+
+async def _serve_until_stopped(kiosk: Kiosk, service: str, stop: asyncio.Event) -> int:
+    """One visit (0 = served). SIGTERM or Ctrl-C stops it (1) instead of waiting for the call to end."""
+    visit = asyncio.create_task(kiosk.serve(service))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({visit, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if visit.done():
+        return 0 if visit.result().final_state == "done" else 1
+    visit.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await visit
+    await kiosk.stop_visit()
+    return 1
