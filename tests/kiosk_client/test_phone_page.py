@@ -164,13 +164,16 @@ async def test_phone_call_with_a_teller_both_sides_decode_video(
     assert errors == []
 
 
-async def test_the_call_status_stays_a_word_for_the_connection_when_the_teller_joins(
+async def test_the_customer_reads_plain_words_from_queue_to_hang_up(
         stack: Stack, teller: Teller, phone: tuple[Page, list[str]]) -> None:
     # The customer's page joins first; the teller's arrival is a signalling message ("peer.joined")
     # that used to replace "connected" on the customer's screen.
     page, errors = phone
     await _sign_in(page, stack)
     await page.get_by_test_id("service-general").tap()
+    # Offered to the (ready) teller, the ticket is out of the queue: "next", not "number 0".
+    await expect(page.get_by_test_id("queue-next")).to_be_visible()
+    await expect(page.get_by_test_id("queue-line")).to_be_hidden()
     session_id, grant = await teller.accept_next(timeout=30)
     await expect(page.get_by_test_id("call-state")).to_have_text("connected", timeout=20_000)
     call = Call(grant, synthetic(TELLER_SOURCE), ice_addresses=["127.0.0.1"])
@@ -182,8 +185,12 @@ async def test_the_call_status_stays_a_word_for_the_connection_when_the_teller_j
             await page.wait_for_timeout(50)
         assert await page.evaluate(READ_STAMP)
         await expect(page.get_by_test_id("call-state")).to_have_text("connected")
+        # A signature request still open when the call ends goes away with the call.
+        await teller.push(session_id, {"kind": "signature_request", "title": "Sign here"})
+        await expect(page.get_by_test_id("push-overlay")).to_be_visible()
         await teller.client.request("POST", f"sessions/{session_id}/end")
         await expect(page.get_by_test_id("screen-done")).to_be_visible()
+        await expect(page.get_by_test_id("push-overlay")).to_be_hidden()
     finally:
         await call.leave()
         call.sources.stop()

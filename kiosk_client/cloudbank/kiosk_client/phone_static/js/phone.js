@@ -100,6 +100,10 @@ function updateTicket(ticket) {
   if (!ticket || (state.ticket && ticket.id !== state.ticket.id)) return;
   state.ticket = ticket;
   $("queue-position").textContent = ticket.position ?? "-";
+  // Offered to a teller, the ticket has left the queue (position 0): "number 0" reads like an error.
+  const next = ticket.position === 0 || ticket.state === "offered";
+  $("queue-line").hidden = next;
+  $("queue-next").hidden = !next;
   $("queue-wait").textContent = formatWait(ticket.estimated_wait_s);
   // A call-back is offered only when the forecast wait is long (the platform decides).
   const offered = Boolean(ticket.callback_offer);
@@ -188,6 +192,12 @@ function endCall(message) {
 
 function finish(message) {
   $("done-message").textContent = message;
+  // A form or signature still open belongs to the call that ended: close it, and let the next
+  // call's pushes show (the unanswered one would otherwise block them).
+  state.pushes.length = 0;
+  state.showingPush = false;
+  $("push-overlay").hidden = true;
+  $("push-overlay").replaceChildren();
   if (state.localStream) for (const t of state.localStream.getTracks()) t.stop();
   state.localStream = null;
   show("done");
