@@ -36,6 +36,9 @@ async def test_a_whole_call_from_ready_to_ready(seat: Any, page: Page, second_pa
                                                                          timeout=20_000)
     await seat.wait_frames_rising(sup, "monitor-customer")
     await seat.wait_frames_rising(sup, "monitor-teller")
+    # Two similar pictures side by side: each says whose it is.
+    await expect(sup.get_by_test_id("monitor-customer-label")).to_have_text("Customer")
+    await expect(sup.get_by_test_id("monitor-teller-label")).to_have_text("Teller")
     await sup.get_by_test_id("monitor-stop").click()
     await expect(sup.get_by_test_id("monitor")).to_have_count(0)
 

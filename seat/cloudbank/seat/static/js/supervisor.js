@@ -108,7 +108,10 @@ export class SupervisorScreen {
     const quality = h("p", { class: "quality", testid: "monitor-quality" });
     const stop = h("button", { type: "button", testid: "monitor-stop", onclick: () => this.stopMonitor() }, t("sup.stop_monitor"));
     fill(this.monitorEl, h("div", { class: "monitor-view", testid: "monitor", "data-session": sessionId },
-      h("h3", {}, t("sup.monitoring")), h("div", { class: "videos two" }, customer, teller), status, quality, stop));
+      h("h3", {}, t("sup.monitoring")), h("div", { class: "videos two" },
+        // Captioned: two similar pictures side by side do not say who is who.
+        h("figure", {}, customer, h("figcaption", { testid: "monitor-customer-label" }, t("call.customer"))),
+        h("figure", {}, teller, h("figcaption", { testid: "monitor-teller-label" }, t("sup.teller")))), status, quality, stop));
     const link = new VideoLink({
       video: reply.video, mode: "monitor",
       onTrack: (track, index) => {
