@@ -75,3 +75,17 @@ def test_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(StartupError, match="cannot create the Redis folder"):
         EmbeddedRedis(blocker / "r").start()
+
+
+def test_a_second_start_on_a_folder_in_use_is_refused_and_leaves_the_first_running(tmp_path: Path) -> None:
+    # `cloudbank up` twice on one data folder: the second used to stop the first one's Redis as
+    # "stale", take its socket, and on exit leave the first instance with no Redis at all.
+    with EmbeddedRedis(tmp_path / "redis") as first:
+        assert first.process is not None
+        with pytest.raises(StartupError, match="in use by a running cloudbank"):
+            EmbeddedRedis(tmp_path / "redis").start()
+        assert _alive(first.process.pid)
+        assert redis.Redis(unix_socket_path=str(first.socket_path)).ping()
+    # Stopped, the folder is free again.
+    with EmbeddedRedis(tmp_path / "redis") as again:
+        assert redis.Redis(unix_socket_path=str(again.socket_path)).ping()

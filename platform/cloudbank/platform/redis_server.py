@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import os
 import shutil
@@ -57,6 +58,7 @@ class EmbeddedRedis:
             sock = Path(tempfile.gettempdir()) / f"cloudbank-redis-{digest}.sock"
         self.socket_path = sock.absolute()
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
 
     @property
     def url(self) -> str:
@@ -67,6 +69,7 @@ class EmbeddedRedis:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StartupError(f"cannot create the Redis folder {self.folder}: {exc.strerror}") from None
+        self._hold_folder()
         self._stop_stale()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
@@ -95,6 +98,7 @@ class EmbeddedRedis:
                     err = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace")
                     log = self.folder / "redis.log"
                     tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+                    self._release_folder()
                     raise StartupError(f"embedded redis-server exited at start: {(err or ' '.join(tail)).strip()}")
                 with contextlib.suppress(redis.exceptions.ConnectionError, FileNotFoundError):
                     if client.ping():
@@ -104,6 +108,24 @@ class EmbeddedRedis:
             client.close()
         self.stop()
         raise StartupError(f"embedded redis-server did not answer within {timeout:.0f} s")
+
+    def _hold_folder(self) -> None:
+        """One Redis per folder. A second `cloudbank up` on the same data used to stop the running
+        one's Redis as "stale" and start its own; the lock (released when its holder dies, however)
+        tells a live owner from a crashed one."""
+        fd = os.open(self.folder / "redis.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StartupError(f"the data folder {self.folder.parent} is in use by a running cloudbank; "
+                               f"stop it first, or choose another --data") from None
+        self._lock = fd
+
+    def _release_folder(self) -> None:
+        fd, self._lock = self._lock, None
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
 
     def _stop_stale(self) -> None:
         """A redis-server left from a crashed run on this folder would hold the AOF: stop it."""
@@ -127,6 +149,7 @@ class EmbeddedRedis:
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
+            self._release_folder()
             return
         proc.send_signal(signal.SIGTERM)  # redis-server flushes the AOF on SIGTERM
         try:
@@ -136,6 +159,7 @@ class EmbeddedRedis:
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+        self._release_folder()
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()
