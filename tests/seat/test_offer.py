@@ -59,6 +59,11 @@ async def test_an_unanswered_offer_times_out_and_says_so(seat: Any, page: Page, 
     await expect(page.get_by_test_id("state-now")).to_have_attribute("data-state", "not_ready")
     await expect(page.get_by_test_id("state-now")).to_contain_text("Missed a call")
     await expect(page.get_by_test_id("today-counts").locator("[data-count=missed]")).to_have_text("1")
+    # Ready again, the customer (who kept their place) rings again; in the call the warning is gone.
+    await page.get_by_test_id("state-ready").click()
+    await page.get_by_test_id("offer-accept").click()
+    await expect(page.get_by_test_id("call")).to_be_visible()
+    await expect(page.get_by_test_id("notice")).to_be_hidden()
 
 
 async def test_not_ready_with_a_reason_gets_no_offer(seat: Any, page: Page, kiosk: Any) -> None:

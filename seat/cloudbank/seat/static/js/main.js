@@ -268,6 +268,7 @@ class SeatApp {
 
   openCall(call) {
     call.phase = "call";
+    this.notice("");  // an earlier warning ("you missed a call, so you are not ready") is stale now
     this.auth.remember("call", call);
     history.replaceState(null, "", `#/call/${call.session.id}`);
     this.setMyState("busy");
