@@ -9,8 +9,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from cloudbank.platform.app import create_app
+from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
+from cloudbank.platform.records import create_engine, migrate
+from cloudbank.platform.seed import seed_services
 from cloudbank.platform.service import ENGINE
 
 Client = TestClient[Any, Any]
@@ -41,6 +44,11 @@ async def test_healthz_reports_dependencies(api: Client) -> None:
 
 async def test_healthz_names_the_dependency_that_is_down(aiohttp_client: MakeClient, config: Config,
                                                          tmp_path: Any) -> None:
+    # A seeded catalogue makes start-up talk to Redis (queues are synced): it must still start.
+    engine = create_engine(config.effective_database_url)
+    await migrate(engine)
+    await seed_services(Catalogue(engine))
+    await engine.dispose()
     api = await aiohttp_client(create_app(config.with_(redis_url=f"unix://{tmp_path}/nothing.sock")))
     resp = await api.get("/healthz")
     body = await resp.json()

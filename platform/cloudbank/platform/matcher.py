@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.queue_log import QueueLog
@@ -65,7 +66,11 @@ async def acd_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[ROUTER] = Router(app[REDIS], callback_threshold_s=config.callback_threshold_s)
     app[QUEUE_LOG] = QueueLog(app[REDIS], app[ENGINE])
-    await sync_queues(app)
+    try:
+        await sync_queues(app)
+    except (RedisError, OSError) as exc:
+        # Start anyway so healthz can say Redis is down; the matcher's first pass syncs again.
+        log.warning("queues not synced at start (%s); retrying in the matcher", exc)
     consumer = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
     stop = asyncio.Event()
     task = asyncio.create_task(_loop(app, consumer, stop), name="acd-matcher")
