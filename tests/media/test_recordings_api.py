@@ -54,6 +54,7 @@ async def test_scan_indexes_real_recordings_and_search_finds_them(media: Any, re
     assert [r["session_id"] for r in everything] == ["call-c", "call-b", "call-a"]  # newest first
     a = everything[2]
     assert a["teller_id"] == media.ids["teller1"] and a["service"] == "deposit" and a["state"] == "available"
+    assert a["teller_name"] == "Teller1" and everything[0]["teller_name"] is None  # a name people know
     assert a["parties"] == {"customer": "device:k1", "teller": f"user:{media.ids['teller1']}"}
     assert a["files"] >= 3 and a["bytes"] > 0  # segments + transcript + manifest
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from cloudbank.media.media_api import no_body, query_only
@@ -22,6 +23,7 @@ from cloudbank.media.recordings import Recording, RecordingsCatalogue, check_ses
 from cloudbank.media.retention import MAX_RETENTION_DAYS, load_settings, purge_expired, set_retention
 from cloudbank.platform.errors import BadRequest, NotFound
 from cloudbank.platform.identity import Directory
+from cloudbank.platform.records import users
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, authenticate
 from cloudbank.platform.tokens import Claims
 from cloudbank.platform.validation import read_json
@@ -87,7 +89,18 @@ async def search(request: web.Request) -> web.Response:
         services_allowed=await allowed_services(request, claims), limit=int(raw_limit))
     await request.app[AUDIT].append(claims.sub, "recordings.searched", "recordings", {
         "query": {k: v for k, v in q.items() if k != "token"}, "results": len(found)})
-    return web.json_response({"recordings": [r.public() for r in found]})
+    names = await _teller_names(request.app, {r.teller_id for r in found if r.teller_id})
+    return web.json_response({"recordings": [{**r.public(), "teller_name": names.get(r.teller_id or "")}
+                                             for r in found]})
+
+
+async def _teller_names(app: web.Application, ids: set[str]) -> dict[str, str]:
+    """Display names for the list: an admin looking for a call knows the teller, not their user id."""
+    if not ids:
+        return {}
+    async with app[ENGINE].connect() as conn:
+        rows = await conn.execute(sa.select(users.c.id, users.c.display_name).where(users.c.id.in_(ids)))
+        return {str(row.id): str(row.display_name) for row in rows}
 
 
 @routes.post("/api/recordings/scan")

@@ -38,7 +38,7 @@ export function renderRecordings(root, ctx) {
             h("th", {}, k ? t(`recordings.${k}`) : "")))),
           h("tbody", {}, recordings.map((r) => h("tr", { testid: `recording-${r.session_id}`, "data-state": r.state },
             h("td", {}, r.session_id), h("td", {}, when(r.started_at)), h("td", {}, r.service || "—"),
-            h("td", {}, r.teller_id || "—"), h("td", {}, bytes(r.bytes)), h("td", {}, t(`state.${r.state}`)),
+            h("td", { title: r.teller_id || "" }, r.teller_name || r.teller_id || "—"), h("td", {}, bytes(r.bytes)), h("td", {}, t(`state.${r.state}`)),
             h("td", {}, r.state === "available" ? h("button", { type: "button", testid: "recording-open",
               onclick: () => open(r.session_id) }, t("recordings.open")) : null))))));
     } catch (err) { ctx.fail(err); }
