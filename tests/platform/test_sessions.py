@@ -283,7 +283,9 @@ async def test_a_whole_call_through_every_state(api: Client) -> None:
 async def test_wrapup_can_ask_for_not_ready(api: Client) -> None:
     c = await call(api)
     sid = c.session["id"]
+    assert not await api.app[REDIS].exists(events.ended_key(sid))
     await post(api, f"/sessions/{sid}/end", c.customer)  # the customer hangs up
+    assert await api.app[REDIS].exists(events.ended_key(sid))  # video nodes now admit nobody to this call
     await post(api, f"/sessions/{sid}/wrapup", c.teller,
                {"disposition": "follow_up", "service_done": False, "not_ready": True, "reason": "paperwork"})
     teller = (await (await api.get("/teller", headers=c.teller.headers)).json())["teller"]

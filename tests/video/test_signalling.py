@@ -20,7 +20,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from cloudbank.platform.config import Config
-from cloudbank.platform.service import ENGINE, KEYS
+from cloudbank.platform.events import ended_key
+from cloudbank.platform.service import ENGINE, KEYS, REDIS
 from cloudbank.video.app import create_app
 from cloudbank.video.ice import restrict_ice
 from cloudbank.video.room import ROOMS
@@ -103,6 +104,17 @@ async def test_join_tokens_are_checked_before_the_socket_opens(node: Client) -> 
         assert resp.status == status, (tok[:20], await resp.text())
         body = await resp.json()
         assert body["error"] in ("unauthorized", "forbidden") and body["message"]
+    assert node.app[ROOMS].rooms == {}
+
+
+async def test_a_call_that_ended_admits_nobody_with_a_still_valid_token(node: Client) -> None:
+    """Join tokens outlive the call; the platform marks the session ended and the node refuses it."""
+    tok = await token(node, session="s-ended")
+    await node.app[REDIS].set(ended_key("s-ended"), "1")
+    resp = await node.get(f"/ws?token={tok}", headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                                       "Sec-WebSocket-Version": "13",
+                                                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert resp.status == 409 and (await resp.json())["code"] == "call_ended"
     assert node.app[ROOMS].rooms == {}
 
 

@@ -25,6 +25,11 @@ def audience_key(session_id: str) -> str:
     return f"session:{session_id}:audience"
 
 
+def ended_key(session_id: str) -> str:
+    """Set by the platform when a call's media part is over; video nodes then admit nobody to it."""
+    return f"session:{session_id}:ended"
+
+
 async def publish(redis: Redis, client_id: str, event: dict[str, Any]) -> str:
     """Append `event` (which must have a "type") to the client's stream; returns its id."""
     if "type" not in event:

@@ -246,6 +246,9 @@ class Sessions:
             fresh = await self.get(session.id)
             raise Conflict(f"the session is {fresh.state}; it cannot go to {target}", state=fresh.state)
         moved = await self.get(session.id)
+        if target in ("wrap_up", "closed"):
+            # Join tokens outlive the call by up to join_token_ttl_s: the video node checks this key.
+            await self.redis.set(events.ended_key(session.id), "1", ex=max(3600, 2 * self.config.join_token_ttl_s))
         await self.app[AUDIT].append(who, action, f"session:{session.id}",
                                      {"from": session.state, "to": target, **(details or {})})
         await events.publish_to_session(self.redis, session.id, {"type": "session.update",

@@ -22,7 +22,8 @@ from aiohttp import WSMsgType, web
 from aiortc.sdp import candidate_from_sdp
 
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden
-from cloudbank.platform.service import CONFIG, authenticate
+from cloudbank.platform.events import ended_key
+from cloudbank.platform.service import CONFIG, REDIS, authenticate
 from cloudbank.platform.validation import limit, parse
 from cloudbank.video.errors import (
     BadMessage,
@@ -89,6 +90,8 @@ async def video_ws(request: web.Request) -> web.StreamResponse:
         raise Forbidden("the join token names no party (customer, teller or supervisor)")
     if claims.get("node") != app[NODE_ID]:
         raise Forbidden("the join token is for another video node; ask the platform to join again")
+    if await app[REDIS].exists(ended_key(session_id)):
+        raise Conflict("this call has ended; a join token cannot open it again", code="call_ended")
     rooms = app[ROOMS]
     room = rooms.get(session_id)
     if room is not None and room.closed:
