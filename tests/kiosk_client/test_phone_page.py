@@ -169,6 +169,18 @@ async def test_the_customer_reads_plain_words_from_queue_to_hang_up(
     # The customer's page joins first; the teller's arrival is a signalling message ("peer.joined")
     # that used to replace "connected" on the customer's screen.
     page, errors = phone
+    await page.goto(stack.url + "/phone/")
+    await page.get_by_test_id("phone-number").fill("12345")
+    await page.get_by_test_id("send-code").tap()
+    await expect(page.get_by_test_id("error")).to_have_text(
+        "Enter your mobile number: 6 to 15 digits, for example +82 10 1234 5678.")
+    await page.get_by_test_id("phone-number").fill("+821012345678")
+    await page.get_by_test_id("send-code").tap()
+    await expect(page.get_by_test_id("otp-code")).to_be_visible()
+    wrong = str((int(_otp(stack, "+821012345678")) + 1) % 10**6).zfill(6)
+    await page.get_by_test_id("otp-code").fill(wrong)
+    await page.get_by_test_id("verify").tap()
+    await expect(page.get_by_test_id("error")).to_have_text("The code is wrong.")  # a sentence
     await _sign_in(page, stack)
     await page.get_by_test_id("service-general").tap()
     # Offered to the (ready) teller, the ticket is out of the queue: "next", not "number 0".

@@ -24,7 +24,12 @@ function show(screen) {
 function error(message) { $("error").textContent = message || ""; }
 
 function friendly(err) {
-  if (err instanceof ApiError) return err.message;
+  if (err instanceof ApiError) {
+    // The platform's messages are written for developers ("phone must be a number of 6-15 digits").
+    if (err.body.field === "phone") return "Enter your mobile number: 6 to 15 digits, for example +82 10 1234 5678.";
+    const m = String(err.message || "Something went wrong. Please try again.");
+    return m.charAt(0).toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? "" : ".");
+  }
   return err && err.message ? err.message : String(err);
 }
 
