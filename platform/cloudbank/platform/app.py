@@ -8,6 +8,7 @@ from cloudbank.platform import (
     acd_api,
     catalogue,
     events_api,
+    id_cards,
     identity_api,
     matcher,
     openapi,
@@ -26,6 +27,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(events_api.routes)
     app.add_routes(phone_auth.routes)
     app.add_routes(sessions_api.routes)
+    app.add_routes(id_cards.routes)
     app.add_routes(openapi.routes)
     app.add_routes(acd_api.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis
