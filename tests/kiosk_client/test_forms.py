@@ -11,6 +11,7 @@ import pytest
 
 from cloudbank.kiosk_client.errors import KioskError
 from cloudbank.kiosk_client.forms import (
+    MAX_ID_CARD_BYTES,
     MAX_IMAGE_BYTES,
     Push,
     draw_signature,
@@ -46,9 +47,15 @@ def test_id_card_file_is_validated(tmp_path: Path) -> None:
     assert read_id_card(jpg) == jpg.read_bytes()
     with pytest.raises(KioskError, match="cannot read"):
         read_id_card(tmp_path / "missing.jpg")
-    (tmp_path / "big.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * MAX_IMAGE_BYTES)
+    # A card photo may be larger than a signature (up to the platform's 2 MB), not more.
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * MAX_IMAGE_BYTES)
+    assert len(read_id_card(tmp_path / "photo.jpg")) > MAX_IMAGE_BYTES
+    (tmp_path / "big.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * MAX_ID_CARD_BYTES)
     with pytest.raises(KioskError, match="at most"):
         read_id_card(tmp_path / "big.jpg")
+    (tmp_path / "card.gif").write_bytes(b"GIF89a" + b"\0" * 100)
+    with pytest.raises(KioskError, match="PNG or JPEG"):
+        read_id_card(tmp_path / "card.gif")
 
 
 def test_scripted_values_fill_required_fields_plausibly() -> None:

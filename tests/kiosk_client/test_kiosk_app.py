@@ -12,6 +12,8 @@ import stat
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from cloudbank.kiosk_client import credentials
@@ -32,9 +34,9 @@ async def _kiosk_process(stack: Stack, data: Path, *extra: str) -> asyncio.subpr
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
 
 
-async def _serve_one_call(teller: Teller, *, push_form: bool = True) -> tuple[str, Call]:
+async def _serve_one_call(teller: Teller, *, push_form: bool = True, id_card: bool = False) -> tuple[str, Call]:
     """The teller side of one visit: accept, join with stamped video, push a form and a signature
-    request, wait for both answers, then hang up."""
+    request, wait for both answers (and the customer's ID card, when one is due), then hang up."""
     session_id, grant = await teller.accept_next(timeout=60)
     call = Call(grant, synthetic(TELLER_SOURCE), ice_addresses=["127.0.0.1"])
     await call.join()
@@ -44,6 +46,8 @@ async def _serve_one_call(teller: Teller, *, push_form: bool = True) -> tuple[st
             {"name": "agree", "label": "I agree", "kind": "checkbox", "required": True}]})
         await teller.push(session_id, {"kind": "signature_request", "title": "Sign here"})
         await until(lambda: len(teller.of_type("push.response")) == 2, 30, "two answers")
+    if id_card:
+        await until(lambda: bool(teller.of_type("id_card")), 30, "the customer's ID card")
     await teller.client.request("POST", f"sessions/{session_id}/end")
     return session_id, call
 
@@ -52,11 +56,21 @@ async def _serve_one_call(teller: Teller, *, push_form: bool = True) -> tuple[st
 async def test_headless_kiosk_serves_one_customer_end_to_end(stack: Stack, teller: Teller, tmp_path: Path) -> None:
     data = tmp_path / "kiosk"
     code = await stack.directory.create_enrolment_code("demo")
+    card = tmp_path / "card.jpg"
+    ok, jpg = cv2.imencode(".jpg", np.random.default_rng(3).integers(0, 255, (214, 340, 3), dtype=np.uint8))
+    assert ok
+    card.write_bytes(jpg.tobytes())
     proc = await _kiosk_process(stack, data, "--enrol-code", code, "--service", "general", "--answer-forms", "yes",
-                                "--name", "lobby-kiosk")
+                                "--name", "lobby-kiosk", "--id-card", str(card))
     call = None
     try:
-        _, call = await _serve_one_call(teller)
+        session_id, call = await _serve_one_call(teller, id_card=True)
+        # The teller fetches the card the kiosk read from its file, byte for byte.
+        (event,) = teller.of_type("id_card")
+        assert event["session_id"] == session_id and event["side"] == "front"
+        bearer = {"Authorization": f"Bearer {teller.client.token}"}
+        async with teller.client.http.get(f"{stack.url}{event['url']}", headers=bearer) as got:
+            assert got.status == 200 and await got.read() == card.read_bytes()
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
     finally:
         if proc.returncode is None:
@@ -68,7 +82,8 @@ async def test_headless_kiosk_serves_one_customer_end_to_end(stack: Stack, telle
     log = out.decode()
     assert proc.returncode == 0, log
     for step in ("kiosk: enrolled device=", "kiosk: heartbeat sent camera_ok=True", "kiosk: ticket ",
-                 "kiosk: call connected", "answered accept", "kiosk: session", "ended", "state=done"):
+                 "kiosk: call connected", "answered accept", "kiosk: session", "ended", "state=done",
+                 f"kiosk: id card sent front-{event['sha256'][:32]}.jpg"):
         assert step in log, f"missing {step!r} in:\n{log}"
     # The kiosk saw the teller's stamped frames.
     assert "'video': " in log

@@ -17,6 +17,7 @@ from playwright.async_api import async_playwright, expect
 
 from cloudbank.kiosk_client.call import Call
 from cloudbank.kiosk_client.client import PlatformClient
+from cloudbank.kiosk_client.forms import MAX_ID_CARD_BYTES
 from cloudbank.kiosk_client.kiosk_app import Kiosk, KioskOptions
 from cloudbank.kiosk_client.kiosk_gui import create_gui_app
 from cloudbank.kiosk_client.media_sources import synthetic
@@ -144,6 +145,10 @@ async def test_kiosk_screen_idle_playlist_then_a_call(
 
             await page.get_by_test_id("read-id-card").tap()
             await expect(page.get_by_test_id("id-card-preview")).to_be_visible()
+            # In a call the button also sends the card: the teller hears of it and can fetch it.
+            await expect(page.get_by_test_id("id-card-status")).to_have_text("Your ID card was sent to the teller.")
+            await until(lambda: bool(teller.of_type("id_card")), what="the ID card at the teller")
+            assert teller.of_type("id_card")[0]["session_id"] == session_id
 
             await teller.push(session_id, {"kind": "form", "title": "Confirm", "fields": [
                 {"name": "amount", "label": "Amount", "value": "100", "required": True}]})
@@ -191,7 +196,7 @@ async def test_events_relay_resumes_and_refuses_other_origins(
 async def test_id_card_errors_are_clear(kiosk: Kiosk, aiohttp_client: MakeClient) -> None:
     gui = await aiohttp_client(create_gui_app(kiosk))
     assert kiosk.options.id_card is not None
-    kiosk.options.id_card.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (300 * 1024))
+    kiosk.options.id_card.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * MAX_ID_CARD_BYTES)
     too_big = await gui.get("/id-card.json")
     assert too_big.status == 409 and "at most" in (await too_big.json())["message"]
     kiosk.options.id_card.unlink()
@@ -200,3 +205,18 @@ async def test_id_card_errors_are_clear(kiosk: Kiosk, aiohttp_client: MakeClient
     # The heartbeat reports the reader's trouble.
     assert kiosk.heartbeat is not None
     assert kiosk.heartbeat.status().details == {"id_card_reader": f"{kiosk.options.id_card} is missing"}
+
+
+async def test_sending_the_id_card_refuses_bad_bodies_and_sessions_not_its_own(
+        kiosk: Kiosk, aiohttp_client: MakeClient, stack: Stack) -> None:
+    gui = await aiohttp_client(create_gui_app(kiosk))
+    for body in (b"{not json", b"[]", b'{"session_id": 5}', b'{"session_id": "../devices"}',
+                 b'{"session_id": "' + b"a" * 100 + b'"}', b'{"session_id": "x", "side": "back"}'):
+        resp = await gui.post("/id-card/send", data=body, headers={"Content-Type": "application/json"})
+        assert resp.status == 400, body
+    # A well-formed id of no call of this kiosk: the platform's 404 comes through, nothing is stored.
+    unknown = await gui.post("/id-card/send", json={"session_id": "0" * 8 + "-0000-0000-0000-" + "0" * 12})
+    assert unknown.status == 404
+    cross = await gui.post("/id-card/send", json={"session_id": "x"}, headers={"Origin": "http://evil.example"})
+    assert cross.status == 403
+    assert not (stack.config.data / "id_cards").exists()

@@ -178,6 +178,11 @@ class PlatformClient:
         return await self.request("POST", f"sessions/{quote(session_id, safe='')}/responses",
                                   {"push_id": push_id, "answer": answer, **extra})
 
+    async def send_id_card(self, session_id: str, image_data_url: str, side: str = "front") -> dict[str, Any]:
+        """Send an ID-card image (a JPEG or PNG data URL) to the call's teller; returns `{id_card, new}`."""
+        return await self.request("POST", f"sessions/{quote(session_id, safe='')}/id_card",
+                                  {"image": image_data_url, "side": side})
+
     # -- events ---------------------------------------------------------------------------------
 
     def events(self, last_id: str = "", *, max_backoff_s: float = 5.0) -> EventStream:

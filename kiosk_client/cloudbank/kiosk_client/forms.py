@@ -3,8 +3,9 @@ requests and documents, plus the images a kiosk has (a drawn signature, an ID-ca
 
 A signature travels as a PNG data URL inside `POST sessions/<id>/responses`. It is checked here
 before sending (PNG by its magic bytes, at most `MAX_IMAGE_BYTES`, the platform's limit) so a kiosk
-never uploads what the platform would refuse anyway; the platform checks again. The platform's
-responses take no ID-card image yet: `read_id_card` validates the file and the kiosk screen shows it.
+never uploads what the platform would refuse anyway; the platform checks again. An ID-card image
+(JPEG or PNG, at most `MAX_ID_CARD_BYTES`) goes to `POST sessions/<id>/id_card` with `send_id_card`;
+`read_id_card` validates the file when the kiosk starts, not mid-call.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from cloudbank.kiosk_client.client import PlatformClient
 from cloudbank.kiosk_client.errors import KioskError
 
 MAX_IMAGE_BYTES = 256 * 1024
+MAX_ID_CARD_BYTES = 2 * 1024 * 1024  # the platform's limit for an ID-card image
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
 
@@ -32,10 +34,10 @@ def signature_data_url(png: bytes) -> str:
     return image_data_url(png, "signature")
 
 
-def image_data_url(data: bytes, what: str = "image") -> str:
+def image_data_url(data: bytes, what: str = "image", max_bytes: int = MAX_IMAGE_BYTES) -> str:
     """A data URL for a PNG or JPEG, refusing anything else or anything too large."""
-    if len(data) > MAX_IMAGE_BYTES:
-        raise KioskError(f"the {what} is {len(data)} bytes; at most {MAX_IMAGE_BYTES} are accepted")
+    if len(data) > max_bytes:
+        raise KioskError(f"the {what} is {len(data)} bytes; at most {max_bytes} are accepted")
     for magic, mime in _MAGIC.items():
         if data.startswith(magic):
             return f"data:{mime};base64,{base64.b64encode(data).decode()}"
@@ -65,8 +67,19 @@ def read_id_card(path: Path) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise KioskError(f"cannot read the ID-card image {path}: {exc.strerror}") from None
-    image_data_url(data, "ID-card image")   # validates type and size now, not mid-call
+    id_card_data_url(data)   # validates type and size now, not mid-call
     return data
+
+
+def id_card_data_url(data: bytes) -> str:
+    """An ID-card image as the platform takes it: a JPEG or PNG data URL of at most MAX_ID_CARD_BYTES."""
+    return image_data_url(data, "ID-card image", MAX_ID_CARD_BYTES)
+
+
+async def send_id_card(client: PlatformClient, session_id: str, data: bytes, side: str = "front",
+                       ) -> dict[str, Any]:
+    """Send the card image to the call's teller; returns the platform's `id_card` description."""
+    return dict((await client.send_id_card(session_id, id_card_data_url(data), side))["id_card"])
 
 
 @dataclass(frozen=True)

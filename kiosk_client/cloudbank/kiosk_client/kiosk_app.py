@@ -88,6 +88,7 @@ class Outcome:
     frames_received: dict[str, int] = field(default_factory=dict)
     stamps_received: int = 0
     rejoins: int = 0
+    id_cards_sent: list[str] = field(default_factory=list)
 
 
 class Kiosk:
@@ -290,6 +291,22 @@ class Kiosk:
             await self.client.request("POST", f"sessions/{session_id}/activate")
         except PlatformError as exc:
             self.step(f"session {session_id} not marked active: {exc.message}")
+        if self.options.id_card is not None:
+            # A failure is logged, not fatal: the call goes on and the teller can ask for the card.
+            try:
+                card = await self.send_id_card(session_id)
+                outcome.id_cards_sent.append(str(card["sha256"]))
+            except (PlatformError, KioskError) as exc:
+                self.step(f"id card not sent: {exc}")
+
+    async def send_id_card(self, session_id: str, side: str = "front") -> dict[str, Any]:
+        """Read the card (its file stands in for the reader) and send it to the call's teller."""
+        if self.options.id_card is None:
+            raise KioskError("this kiosk has no ID-card reader (start it with --id-card FILE)")
+        data = await asyncio.to_thread(forms.read_id_card, self.options.id_card)
+        card = await forms.send_id_card(self.client, session_id, data, side)
+        self.step(f"id card sent {card['name']} sha256={card['sha256']} bytes={card['bytes']}")
+        return card
 
     async def _answer(self, push: forms.Push, outcome: Outcome) -> None:
         accept = self.options.answer_forms

@@ -43,6 +43,7 @@ ALLOWED = [
     ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/end$")),
 ]
 MAX_BODY = 1024 * 1024
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _kiosk(request: web.Request) -> Kiosk:
@@ -79,7 +80,29 @@ async def id_card(request: web.Request) -> web.Response:
         data = await asyncio.to_thread(forms.read_id_card, kiosk.options.id_card)
     except KioskError as exc:
         return web.json_response({"error": "id_card", "message": str(exc)}, status=409)
-    return web.json_response({"data_url": forms.image_data_url(data, "ID-card image")})
+    return web.json_response({"data_url": forms.id_card_data_url(data)}, headers={"Cache-Control": "no-store"})
+
+
+async def send_id_card(request: web.Request) -> web.Response:
+    """Send the card image to the call's teller: `{session_id}`. The file is read here, so the
+    image never has to pass through the page."""
+    kiosk = _kiosk(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "bad_request", "message": "the body is not valid JSON"}, status=400)
+    session_id = body.get("session_id") if isinstance(body, dict) and set(body) == {"session_id"} else None
+    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+        return web.json_response({"error": "bad_request", "message": "send {session_id} of the current call"},
+                                 status=400)
+    try:
+        card = await kiosk.send_id_card(session_id)
+    except PlatformError as exc:  # before KioskError, its base: the platform's own refusal
+        return web.json_response(exc.body or {"error": exc.code, "message": exc.message},
+                                 status=exc.status if exc.status >= 400 else 502)
+    except KioskError as exc:
+        return web.json_response({"error": "id_card", "message": str(exc)}, status=409)
+    return web.json_response({"id_card": card}, status=201)
 
 
 async def proxy(request: web.Request) -> web.Response:
@@ -167,6 +190,7 @@ def create_gui_app(kiosk: Kiosk) -> web.Application:
     app.router.add_get("/state.json", state)
     app.router.add_get("/blobs/{sha}", blob)
     app.router.add_get("/id-card.json", id_card)
+    app.router.add_post("/id-card/send", send_id_card)
     app.router.add_get("/events", events)
     app.router.add_route("*", "/api/{path:.*}", proxy)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)

@@ -152,8 +152,10 @@ async function nextPush() {
   nextPush();
 }
 
-// The card reader's stand-in: the kiosk app reads the configured image file and the page shows it.
+// The card reader's stand-in: the kiosk app reads the configured image file, the page shows it and,
+// in a call, the app sends it to the teller (the file is read there; the image does not pass through here).
 $("read-id-card").addEventListener("click", async () => {
+  const status = $("id-card-status");
   try {
     const resp = await fetch("id-card.json");
     const body = await resp.json();
@@ -161,7 +163,20 @@ $("read-id-card").addEventListener("click", async () => {
     const img = $("id-card-preview");
     img.src = body.data_url;
     img.hidden = false;
-  } catch (err) { error(friendly(err)); }
+    if (!state.sessionId) return;
+    status.textContent = "Sending your ID card to the teller...";
+    const sent = await fetch("id-card/send", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ session_id: state.sessionId }),
+    });
+    const answer = await sent.json();
+    if (!sent.ok) throw new Error(answer.message || "the card could not be sent");
+    status.textContent = "Your ID card was sent to the teller.";
+    status.dataset.sha256 = answer.id_card.sha256;
+  } catch (err) {
+    status.textContent = "";
+    error(friendly(err));
+  }
 });
 
 $("hang-up").addEventListener("click", () => {
@@ -183,6 +198,10 @@ function finish(message) {
   state.showingPush = false;
   $("push-overlay").hidden = true;
   $("push-overlay").replaceChildren();
+  // The card shown belongs to this customer: the next one must not see it.
+  $("id-card-preview").hidden = true;
+  $("id-card-preview").removeAttribute("src");
+  $("id-card-status").textContent = "";
   if (state.localStream) for (const t of state.localStream.getTracks()) t.stop();
   state.localStream = null;
   state.ticket = null;
