@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service", help="serve one customer for this service code, then exit (0 = served)")
     p.add_argument("--answer-forms", choices=["yes", "no"], default="yes",
                    help="headless: confirm (yes) or decline (no) every pushed form")
-    p.add_argument("--id-card", type=Path, help="an ID-card image file (stand-in for the card reader)")
+    p.add_argument("--id-card", type=Path, help="an ID-card image file (stand-in for the card reader),"
+                   " sent to the teller once the call is up")
     p.add_argument("--signature", type=Path, help="headless: a PNG to send as the signature (default: drawn)")
     p.add_argument("--ice-address", action="append", default=[],
                    help="gather ICE candidates only on this address (repeatable; default: all "
