@@ -7,8 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from playwright.async_api import Page, expect
+
+from cloudbank.kiosk_client import forms
 
 # Each browser test takes seconds; a hang must not eat the suite.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -57,4 +61,27 @@ async def test_a_whole_call_from_ready_to_ready(seat: Any, page: Page, second_pa
     await page.get_by_test_id("wrapup-submit").click()
     await expect(page.get_by_test_id("state-now")).to_have_attribute("data-state", "ready", timeout=15_000)
     await expect(page.get_by_test_id("today-counts").locator("[data-count=calls]")).to_have_text("1")
+    assert not [e for e in page_errors if "pageerror" in e], page_errors
+
+
+async def test_the_customers_id_card_shows_in_the_call_screen(seat: Any, page: Page, kiosk: Any,
+                                                               page_errors: list[str]) -> None:
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    session_id, _ = await seat.accept_offer(page, kiosk, join=False)  # the card needs no media
+    pixels = np.random.default_rng(5).integers(0, 255, (214, 340, 3), dtype=np.uint8)
+    ok, jpg = cv2.imencode(".jpg", pixels)
+    assert ok
+    card = await forms.send_id_card(kiosk.client, session_id, jpg.tobytes(), "back")
+    shown = page.get_by_test_id("id-card")
+    await expect(shown).to_have_count(1)
+    await expect(shown).to_have_attribute("data-sha256", card["sha256"])
+    await expect(shown.locator("figcaption")).to_have_text("ID card (back)")
+    # The image was fetched with the teller's token and decoded, not just linked.
+    for _ in range(50):
+        if await shown.locator("img").evaluate("(img) => img.complete && img.naturalWidth") == 340:
+            break
+        await page.wait_for_timeout(100)
+    assert await shown.locator("img").evaluate("(img) => img.naturalWidth") == 340
+    await expect(page.get_by_test_id("call-log")).to_contain_text("The customer sent an ID card (back)")
     assert not [e for e in page_errors if "pageerror" in e], page_errors

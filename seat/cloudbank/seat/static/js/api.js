@@ -62,6 +62,23 @@ export class Api {
     return data;
   }
 
+  /** An image or file the API serves to this person (e.g. an ID card's `url`), as a Blob. */
+  async blob(url) {
+    const headers = this.auth.token ? { Authorization: `Bearer ${this.auth.token}` } : {};
+    let response;
+    try {
+      response = await fetch(new URL(url, location.href).href, { headers, credentials: "omit", cache: "no-store" });
+    } catch (err) {
+      throw new NetworkError(String(err && err.message ? err.message : err));
+    }
+    if (!response.ok) {
+      let data = null;
+      try { data = await response.json(); } catch { data = null; }
+      throw new ApiError(response.status, data);
+    }
+    return response.blob();
+  }
+
   get(path) { return this.call("GET", path); }
   post(path, body = {}) { return this.call("POST", path, body); }
 }
