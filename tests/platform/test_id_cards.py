@@ -158,6 +158,28 @@ async def test_a_supervisor_of_the_queue_fetches_one_of_another_queue_is_403(api
     assert (await api.get(f"/sessions/{c.sid}/id_card/{card['name']}", headers=theirs.headers)).status == 403
 
 
+async def test_the_list_gives_a_reloaded_console_every_card_sent(api: Client) -> None:
+    c = await call(api)
+    front = (await (await send(api, c, {"image": data_url(image())})).json())["id_card"]
+    back = (await (await send(api, c, {"image": data_url(image(".png", seed=2), "image/png"),
+                                       "side": "back"})).json())["id_card"]
+    await send(api, c, {"image": data_url(image())})  # a resend is not listed twice
+    listed = await api.get(f"/sessions/{c.sid}/id_card", headers=c.teller.headers)
+    assert listed.status == 200
+    cards = (await listed.json())["id_cards"]
+    assert [(x["name"], x["side"], x["sha256"], x["url"]) for x in cards] == [
+        (front["name"], "front", front["sha256"], front["url"]), (back["name"], "back", back["sha256"], back["url"])]
+    sup = await person(api, "sam", "supervisor", queues=["general"])
+    assert len((await (await api.get(f"/sessions/{c.sid}/id_card", headers=sup.headers)).json())["id_cards"]) == 2
+    other = await call(api, "tom", "kiosk2")
+    assert (await api.get(f"/sessions/{c.sid}/id_card", headers=other.teller.headers)).status == 404
+    assert (await api.get(f"/sessions/{c.sid}/id_card", headers=c.customer.headers)).status == 403
+    theirs = await person(api, "sue", "supervisor", queues=["cards"])
+    assert (await api.get(f"/sessions/{c.sid}/id_card", headers=theirs.headers)).status == 403
+    empty = await api.get(f"/sessions/{other.sid}/id_card", headers=other.teller.headers)
+    assert (await empty.json())["id_cards"] == []
+
+
 async def test_other_tellers_kiosks_and_unknown_names_cannot_fetch(api: Client) -> None:
     c = await call(api)
     card = (await (await send(api, c, {"image": data_url(image())})).json())["id_card"]

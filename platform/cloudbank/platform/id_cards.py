@@ -2,6 +2,7 @@
 the card during the call; the session's teller and its queue's supervisors fetch it.
 
     POST sessions/<id>/id_card {image: data URL (JPEG or PNG), side?: front|back}   customer, live call
+    GET  sessions/<id>/id_card                                                       teller / supervisor
     GET  sessions/<id>/id_card/<name>                                                teller / supervisor
 
 The image is checked by its magic bytes (not by the data URL's word for it), capped at
@@ -28,7 +29,7 @@ from cloudbank.platform import events
 from cloudbank.platform.audit import file_sha256
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.service import AUDIT, CONFIG, REDIS, authenticate
-from cloudbank.platform.sessions import LIVE, PNG_MAGIC, Sessions, actor
+from cloudbank.platform.sessions import LIVE, PNG_MAGIC, Session, Sessions, actor
 from cloudbank.platform.tokens import Claims
 from cloudbank.platform.validation import limit, read_json
 
@@ -117,14 +118,37 @@ async def send(app: web.Application, session_id: str, claims: Claims, data_url: 
     return card, True
 
 
-async def fetch(app: web.Application, session_id: str, claims: Claims, name: str) -> tuple[Path, str]:
-    """The stored file's path and type, for the session's teller or a supervisor of its queue."""
+async def _viewed_session(app: web.Application, session_id: str, claims: Claims) -> Session:
+    """The session, if the caller is its teller (another teller: 404) or a supervisor of its queue (403)."""
     svc = Sessions(app)
     session = await svc.get(session_id)
     if claims.role == "teller" and claims.sub != session.teller_id:
         raise NotFound("no such session")
     if claims.role == "supervisor" and not await svc.supervises(claims, session.service):
         raise Forbidden("only a supervisor of this queue may see the ID card")
+    return session
+
+
+async def listing(app: web.Application, session_id: str, claims: Claims) -> list[dict[str, Any]]:
+    """The session's ID cards in the order they were sent, read from the audit chain (a reloaded
+    console, or a supervisor who starts monitoring later, has not seen the events)."""
+    session = await _viewed_session(app, session_id, claims)
+    cards: dict[str, dict[str, Any]] = {}
+    for record in await app[AUDIT].records(subject=f"session:{session.id}"):
+        files = record.details.get("files") if record.action == "session.id_card" else None
+        if not files:
+            continue
+        name = Path(str(files[0].get("path", ""))).name
+        if NAME_RE.match(name):
+            card = IdCard(name, str(record.details.get("side", "")), str(record.details.get("content_type", "")),
+                          str(files[0].get("sha256", "")), int(record.details.get("bytes", 0)))
+            cards[name] = {**card.public(session.id), "at": record.at}
+    return list(cards.values())
+
+
+async def fetch(app: web.Application, session_id: str, claims: Claims, name: str) -> tuple[Path, str]:
+    """The stored file's path and type, for the session's teller or a supervisor of its queue."""
+    session = await _viewed_session(app, session_id, claims)
     match = NAME_RE.match(name)
     path = app[CONFIG].data / FOLDER / session.id / name
     if match is None or not await asyncio.to_thread(path.is_file):
@@ -144,6 +168,14 @@ async def post_id_card(request: web.Request) -> web.Response:
     card, new = await send(request.app, request.match_info["session_id"][:64], claims, body.image, body.side)
     return web.json_response({"id_card": card.public(request.match_info["session_id"]), "new": new},
                              status=201 if new else 200)
+
+
+@routes.get("/sessions/{session_id}/id_card")
+async def list_id_cards(request: web.Request) -> web.Response:
+    """The session's ID cards (for its teller or a supervisor of its queue), oldest first."""
+    claims = await authenticate(request, roles=("teller", "supervisor"))
+    cards = await listing(request.app, request.match_info["session_id"][:64], claims)
+    return web.json_response({"id_cards": cards}, headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/sessions/{session_id}/id_card/{name}")
