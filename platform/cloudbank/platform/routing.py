@@ -21,6 +21,7 @@ Events: `offer` / `offer.expired` to the teller (`user:<id>`), `ticket.update` (
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import secrets
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from cloudbank.platform import events, routing_lua
 from cloudbank.platform.errors import ApiError, BadRequest, Conflict, NotFound
@@ -124,9 +126,13 @@ class Router:
         self.priorities = dict(priorities)
         self.callback_threshold_s = callback_threshold_s
         self.publish = publish
-        self._scripts = {name: redis.register_script(routing_lua.PRELUDE + getattr(routing_lua, name))
-                         for name in ("ENQUEUE", "SET_STATE", "ACCEPT", "DECLINE", "TICK", "ABANDON",
-                                      "CALLBACK", "CALL_ENDED", "WRAPUP_DONE", "UNDO_ACCEPT")}
+        self._publish_flag = "1" if publish else "0"
+        # script name -> (sha1, text): EVALSHA directly, loading the script only when Redis lacks it
+        self._scripts: dict[str, tuple[str, str]] = {}
+        for name in ("ENQUEUE", "SET_STATE", "ACCEPT", "DECLINE", "TICK", "ABANDON", "CALLBACK",
+                     "CALL_ENDED", "WRAPUP_DONE", "UNDO_ACCEPT"):
+            text = routing_lua.PRELUDE + getattr(routing_lua, name)
+            self._scripts[name] = (hashlib.sha1(text.encode()).hexdigest(), text)
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -134,7 +140,13 @@ class Router:
         now = self.clock()
         day = time.strftime("%Y-%m-%d", time.localtime(now))
         prefix = secrets.token_hex(6) + "-"
-        raw = await self._scripts[name](args=[repr(now), day, prefix, *[str(a) for a in args]])
+        sha, text = self._scripts[name]
+        argv = (repr(now), day, prefix, self._publish_flag, *[str(a) for a in args])
+        try:
+            raw = await self.redis.evalsha(sha, 0, *argv)
+        except NoScriptError:  # a restarted or flushed Redis: load it; the next calls find it
+            await self.redis.script_load(text)
+            raw = await self.redis.evalsha(sha, 0, *argv)
         result: dict[str, Any] = json.loads(_s(raw))
         if "err" in result:
             raise _ERRORS[result["err"]].__class__(_ERRORS[result["err"]].message, reason=result["err"])
@@ -148,20 +160,10 @@ class Router:
         return result
 
     async def _announce(self, result: Mapping[str, Any]) -> None:
-        """Tell tellers about new and ended offers, and customers about their tickets."""
+        """Tell tellers about ended offers, and customers about their tickets. (New offers were
+        announced by the script itself: `routing_lua.PRELUDE`'s `offer`.)"""
         if not self.publish:
             return
-        batch: list[tuple[str, dict[str, Any]]] = []
-        for made in result.get("made", []):
-            batch.append((f"user:{made['teller_id']}", {
-                "type": "offer", "offer_id": made["offer_id"], "ticket_id": made["ticket_id"],
-                "service": made["service"], "channel": made["channel"], "branch": made["branch"],
-                "priority": made["priority"], "waited_s": made["waited_s"], "expires_at": made["expires_at"]}))
-            batch.append((made["customer"], {"type": "ticket.update", "ticket": {
-                "id": made["ticket_id"], "service": made["service"], "state": "offered", "position": 0,
-                "estimated_wait_s": 0, "channel": made["channel"], "priority": made["priority"],
-                "waited_s": made["waited_s"]}}))
-        await events.publish_batch(self.redis, batch)
         ended = list(result.get("expired", []))
         if result.get("cancelled"):
             ended.append({**result["cancelled"], "cancelled": True})
@@ -362,11 +364,10 @@ class Router:
 
     async def accept(self, offer_id: str, teller_id: str) -> dict[str, Any]:
         """The teller takes the call; returns the ticket's raw fields (customer, queue, channel...)."""
-        result = await self._run("ACCEPT", offer_id, teller_id)
+        # the script sends the customer their connected view itself
+        result = await self._run("ACCEPT", offer_id, teller_id, repr(float(self.callback_threshold_s)))
         raw = result["ticket"]
-        view = {"ticket": self._view(raw, 0, 0), "customer": raw["customer"]}
-        await self._publish_view(view)
-        return {**raw, "ticket": view["ticket"]}
+        return {**raw, "ticket": self._view(raw, 0, 0)}
 
     async def undo_accept(self, teller_id: str, ticket_id: str, reason: str = "session_failed") -> None:
         """The call could not start: the ticket goes back to its place, the teller to not-ready."""
