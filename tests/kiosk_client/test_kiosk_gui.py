@@ -220,3 +220,30 @@ async def test_sending_the_id_card_refuses_bad_bodies_and_sessions_not_its_own(
     cross = await gui.post("/id-card/send", json={"session_id": "x"}, headers={"Origin": "http://evil.example"})
     assert cross.status == 403
     assert not (stack.config.data / "id_cards").exists()
+
+
+@pytest.mark.slow
+async def test_the_screen_carries_on_with_a_visit_still_in_the_queue(
+        stack: Stack, kiosk: Kiosk, aiohttp_server: MakeServer) -> None:
+    # The page reloaded (or the app restarted) while its customer waited: the ticket is still live,
+    # and the platform refuses a second one. The screen follows the held ticket instead of telling
+    # whoever stands there "you already have a ticket; leave it first".
+    gui = await aiohttp_server(create_gui_app(kiosk))
+    held = await kiosk.client.create_ticket("general")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = await (await browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
+                          ).new_page()
+            page.set_default_timeout(15_000)
+            await page.goto(str(gui.make_url("/")))
+            await page.get_by_test_id("start").tap()
+            await page.get_by_test_id("service-general").tap()
+            await expect(page.get_by_test_id("screen-wait")).to_be_visible()
+            await expect(page.get_by_test_id("error")).to_be_empty()
+            await expect(page.get_by_test_id("queue-position")).to_have_text(str(held["position"]))
+            await page.get_by_test_id("leave-queue").tap()
+            await expect(page.get_by_test_id("done-message")).to_have_text("You left the queue.")
+            assert (await kiosk.client.ticket(held["id"]))["state"] == "abandoned"
+        finally:
+            await browser.close()

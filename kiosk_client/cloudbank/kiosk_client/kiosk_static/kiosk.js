@@ -81,7 +81,18 @@ async function takeTicket(code) {
     const { ticket } = await state.api.request("POST", "tickets", { service: code });
     updateTicket(ticket);
     show("wait");
-  } catch (err) { error(friendly(err)); }
+  } catch (err) {
+    // A visit this kiosk never finished (the page reloaded, the app restarted) still holds its
+    // place: carry on with it rather than tell the customer to "leave it first".
+    const held = err instanceof ApiError && err.status === 409 ? err.body.ticket : null;
+    if (held && ["waiting", "offered"].includes(held.state)) {
+      state.ticket = null;
+      updateTicket(held);
+      show("wait");
+      return;
+    }
+    error(friendly(err));
+  }
 }
 
 function formatWait(seconds) {
