@@ -64,8 +64,8 @@ async def test_a_whole_call_from_ready_to_ready(seat: Any, page: Page, second_pa
     assert not [e for e in page_errors if "pageerror" in e], page_errors
 
 
-async def test_the_customers_id_card_shows_in_the_call_screen(seat: Any, page: Page, kiosk: Any,
-                                                               page_errors: list[str]) -> None:
+async def test_the_customers_id_card_shows_in_the_call_screen(seat: Any, page: Page, second_page: Page,
+                                                               kiosk: Any, page_errors: list[str]) -> None:
     await seat.teller_ready(page)
     await kiosk.client.create_ticket("deposit")
     session_id, _ = await seat.accept_offer(page, kiosk, join=False)  # the card needs no media
@@ -84,4 +84,13 @@ async def test_the_customers_id_card_shows_in_the_call_screen(seat: Any, page: P
         await page.wait_for_timeout(100)
     assert await shown.locator("img").evaluate("(img) => img.naturalWidth") == 340
     await expect(page.get_by_test_id("call-log")).to_contain_text("The customer sent an ID card (back)")
+    # A reloaded console did not see the event: it lists the session's cards.
+    await page.reload()
+    await expect(page.get_by_test_id("call")).to_have_attribute("data-session", session_id)
+    await expect(page.get_by_test_id("id-card")).to_have_attribute("data-sha256", card["sha256"])
+    # So does a supervisor of the queue who starts monitoring after the card was sent.
+    await seat.login(second_page, "super1")
+    await second_page.get_by_test_id(f"monitor-{session_id}").click()
+    await expect(second_page.get_by_test_id("monitor").get_by_test_id("id-card")).to_have_attribute(
+        "data-sha256", card["sha256"])
     assert not [e for e in page_errors if "pageerror" in e], page_errors

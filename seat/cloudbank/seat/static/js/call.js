@@ -1,12 +1,14 @@
 // The call screen: the customer's video large and the teller's own small, mute / camera / hold,
 // the call timer, connection quality, the live transcript with suggestions, and the call's
-// actions (snapshot, push form or document, signature, supervisor authorisation, transfer, end).
+// actions (snapshot, push form or document, signature, supervisor authorisation, transfer, end),
+// and the ID card the customer sends.
 import { h, fill, clock } from "./dom.js";
 import { t } from "./i18n.js";
 import { VideoLink } from "./rtc.js";
 import { QualityMeter } from "./quality.js";
 import { Transcript } from "./transcript.js";
 import { ActionPanel } from "./actions.js";
+import { IdCards } from "./id_cards.js";
 
 /** Ask for the teller's camera and microphone; null (and a reason) when there are none. */
 export async function localMedia() {
@@ -38,7 +40,6 @@ export class CallScreen {
     this.onHold = false;
     this.ended = false;
     this.snapshots = new Set();
-    this.idCards = new Map();   // stored name -> object URL of the image (revoked when the call closes)
     this.pushes = new Map();   // push id -> title, to name the answers
     this.activated = false;
   }
@@ -55,7 +56,10 @@ export class CallScreen {
     this.qualityEl = h("p", { class: "quality", testid: "call-quality", "aria-live": "off" }, t("quality.title"));
     this.log = h("ul", { class: "call-log", testid: "call-log", "aria-live": "polite" });
     this.shots = h("div", { class: "shots", testid: "snapshots" });
-    this.cards = h("div", { class: "shots id-cards", testid: "id-cards" });
+    this.idCards = new IdCards(this.api, {
+      onShown: (side) => this.note(t("call.id_card_received", { side })),
+      onError: (message) => this.note(t("call.id_card_failed", { message }), "warn"),
+    });
     this.transcript = new Transcript();
     const panelEl = h("div", { class: "panel-slot" });
     this.panel = new ActionPanel(panelEl, (path, body) => this.post(path, body).then((r) => this.afterAction(path, body, r)),
@@ -85,7 +89,8 @@ export class CallScreen {
           action("transfer", "call.transfer"), this.endBtn),
         this.log),
       // The side column keeps the stage still: forms open above the transcript, not under the video.
-      h("div", { class: "side" }, panelEl, this.transcript.el, this.transcript.suggestEl, this.cards, this.shots)));
+      h("div", { class: "side" }, panelEl, this.transcript.el, this.transcript.suggestEl, this.idCards.el, this.shots)));
+    this.idCards.load(this.sessionId);
 
     this.clock = setInterval(() => { this.timer.textContent = clock(Date.now() / 1000 - this.startedAt); }, 500);
     const media = await localMedia();
@@ -220,35 +225,13 @@ export class CallScreen {
     this.note(t("call.snapshot_taken"));
   }
 
-  /** The customer's ID card (`id_card` event): fetched with the teller's token, shown in the side column. */
-  async addIdCard(ev) {
-    if (!ev.url || !ev.name || this.idCards.has(ev.name)) return;
-    this.idCards.set(ev.name, "");
-    const side = t(ev.side === "back" ? "call.id_card_back" : "call.id_card_front");
-    try {
-      // The event names the platform's path (/api/...): resolve it against where this console's API lives.
-      const url = ev.url.startsWith("/api/") ? this.api.url(ev.url.slice(5)) : ev.url;
-      const blob = await this.api.blob(url);
-      const src = URL.createObjectURL(blob);
-      if (this.ended) { URL.revokeObjectURL(src); return; }
-      this.idCards.set(ev.name, src);
-      this.cards.prepend(h("figure", { testid: "id-card", "data-sha256": ev.sha256 || "", "data-side": ev.side || "" },
-        h("img", { src, alt: t("call.id_card", { side }), width: "240" }),
-        h("figcaption", {}, t("call.id_card", { side }))));
-      this.note(t("call.id_card_received", { side }));
-    } catch (err) {
-      this.idCards.delete(ev.name);
-      this.note(t("call.id_card_failed", { message: err.message }), "warn");
-    }
-  }
-
   /** Platform events for this session. */
   event(ev) {
     switch (ev.type) {
       case "transcript": this.transcript.line(ev); break;
       case "keyword": this.transcript.keyword(ev); break;
       case "snapshot": this.addSnapshot(ev); break;
-      case "id_card": this.addIdCard(ev); break;
+      case "id_card": this.idCards.add(ev); break;
       case "push.response": this.note(ev.kind === "signature_request" && ev.answer === "accept"
         ? t("call.signature") : t("call.response", { title: this.pushes.get(ev.push_id) || ev.push_id })); break;
       case "authorisation.result": {
@@ -289,6 +272,6 @@ export class CallScreen {
     if (this.meter) this.meter.stop();
     if (this.link) this.link.close();
     for (const tr of this.stream ? this.stream.getTracks() : []) tr.stop();
-    for (const src of this.idCards.values()) if (src) URL.revokeObjectURL(src);
+    if (this.idCards) this.idCards.destroy();
   }
 }

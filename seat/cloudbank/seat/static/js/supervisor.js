@@ -5,6 +5,7 @@ import { t } from "./i18n.js";
 import { renderWallboard } from "./wallboard.js";
 import { VideoLink } from "./rtc.js";
 import { QualityMeter } from "./quality.js";
+import { IdCards } from "./id_cards.js";
 
 const POLL_MS = 5000;
 
@@ -107,11 +108,15 @@ export class SupervisorScreen {
     const status = h("p", { testid: "monitor-status", role: "status" }, t("call.connecting"));
     const quality = h("p", { class: "quality", testid: "monitor-quality" });
     const stop = h("button", { type: "button", testid: "monitor-stop", onclick: () => this.stopMonitor() }, t("sup.stop_monitor"));
+    const idCards = new IdCards(this.api, {
+      onError: (message) => { this.error.textContent = t("call.id_card_failed", { message }); },
+    });
     fill(this.monitorEl, h("div", { class: "monitor-view", testid: "monitor", "data-session": sessionId },
       h("h3", {}, t("sup.monitoring")), h("div", { class: "videos two" },
         // Captioned: two similar pictures side by side do not say who is who.
         h("figure", {}, customer, h("figcaption", { testid: "monitor-customer-label" }, t("call.customer"))),
-        h("figure", {}, teller, h("figcaption", { testid: "monitor-teller-label" }, t("sup.teller")))), status, quality, stop));
+        h("figure", {}, teller, h("figcaption", { testid: "monitor-teller-label" }, t("sup.teller")))), status, quality, idCards.el, stop));
+    idCards.load(sessionId);
     const link = new VideoLink({
       video: reply.video, mode: "monitor",
       onTrack: (track, index) => {
@@ -123,7 +128,7 @@ export class SupervisorScreen {
       refresh: async () => (await this.api.post(`sessions/${encodeURIComponent(sessionId)}/monitor`, {})).video,
     });
     link.start();
-    this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, [customer, teller]), sessionId };
+    this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, [customer, teller]), sessionId, idCards };
     stop.focus();
   }
 
@@ -131,6 +136,7 @@ export class SupervisorScreen {
     if (!this.monitor) return;
     this.monitor.meter.stop();
     this.monitor.link.close();
+    this.monitor.idCards.destroy();
     this.monitor = null;
     this.monitorEl.replaceChildren();
   }
@@ -190,6 +196,7 @@ export class SupervisorScreen {
   event(ev) {
     // The event's own `id` is its stream position, not the request's: fetch the list instead.
     if (ev.type === "authorisation.request") this.refreshAuths().catch(() => {});
+    else if (ev.type === "id_card" && this.monitor && this.monitor.sessionId === ev.session_id) this.monitor.idCards.add(ev);
     else if (ev.type === "session.ended" && this.monitor && this.monitor.sessionId === ev.session_id) {
       this.stopMonitor();
       this.refresh();
