@@ -24,7 +24,7 @@ from cloudbank.platform import events
 from cloudbank.platform.app import create_app
 from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
-from cloudbank.platform.id_cards import MAX_ID_CARD_BYTES
+from cloudbank.platform.id_cards import MAX_CARDS_PER_SESSION, MAX_ID_CARD_BYTES
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
 
@@ -147,6 +147,15 @@ async def test_png_back_side_and_a_resend_changes_nothing(api: Client, config: C
     assert again.status == 200 and (await again.json())["new"] is False
     assert len(await api.app[AUDIT].records()) == audit_before and len(stored(config, c.sid)) == 1
     assert len([e for e in await stream(api, c.teller.client) if e["type"] == "id_card"]) == 1
+
+
+async def test_a_call_takes_a_bounded_number_of_cards(api: Client, config: Config) -> None:
+    c = await call(api)
+    for seed in range(MAX_CARDS_PER_SESSION):
+        assert (await send(api, c, {"image": data_url(image(size=16, seed=seed))})).status == 201
+    refused = await send(api, c, {"image": data_url(image(size=16, seed=99))})
+    assert refused.status == 409 and "already" in (await refused.json())["message"]
+    assert len(stored(config, c.sid)) == MAX_CARDS_PER_SESSION
 
 
 async def test_a_supervisor_of_the_queue_fetches_one_of_another_queue_is_403(api: Client) -> None:

@@ -19,6 +19,7 @@ import binascii
 import hashlib
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 TYPES = {"image/jpeg": ("jpg", JPEG_MAGIC), "image/png": ("png", PNG_MAGIC)}
 NAME_RE = re.compile(r"^(front|back)-[0-9a-f]{32}\.(jpg|png)$")
 FOLDER = Path("id_cards")
+# A call needs a front and a back, perhaps a retake or two; more is someone filling the disk.
+MAX_CARDS_PER_SESSION = 10
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,14 @@ def decode_image(data_url: str) -> tuple[str, bytes]:
 def _store(path: Path, data: bytes) -> str:
     """Write the file unless an identical one is there (off the event loop); its SHA-256 on disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")  # two nodes may store the same card
     tmp.write_bytes(data)
     tmp.replace(path)
     return file_sha256(path)
+
+
+def _count(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir() if NAME_RE.match(p.name)) if folder.is_dir() else 0
 
 
 async def send(app: web.Application, session_id: str, claims: Claims, data_url: str, side: str,
@@ -109,6 +116,8 @@ async def send(app: web.Application, session_id: str, claims: Claims, data_url: 
     path = app[CONFIG].data / rel
     if await asyncio.to_thread(path.is_file):
         return card, False
+    if await asyncio.to_thread(_count, path.parent) >= MAX_CARDS_PER_SESSION:
+        raise Conflict(f"this call has {MAX_CARDS_PER_SESSION} ID-card images already; no more are taken")
     stored = await asyncio.to_thread(_store, path, raw)
     await app[AUDIT].append(actor(claims), "session.id_card", f"session:{session.id}", {
         "side": side, "content_type": content_type, "bytes": len(raw),
