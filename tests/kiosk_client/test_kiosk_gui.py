@@ -117,8 +117,12 @@ async def test_kiosk_screen_idle_playlist_then_a_call(
         page.set_default_timeout(15_000)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # The screen is served under the phone page's strict policy: nothing it does may be refused.
+        page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
         try:
             await page.goto(str(gui.make_url("/")))
+            assert "default-src 'none'" in (await page.request.get(str(gui.make_url("/")))).headers[
+                "content-security-policy"]
             # Idle: the cached playlist plays, item after item, from the verified cache.
             item = page.get_by_test_id("playlist-item")
             await expect(item).to_have_attribute("data-item", "item0")

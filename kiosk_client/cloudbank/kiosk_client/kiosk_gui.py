@@ -25,6 +25,7 @@ from aiohttp import web
 from cloudbank.kiosk_client import forms
 from cloudbank.kiosk_client.errors import KioskError, PlatformError, PlaylistError
 from cloudbank.kiosk_client.kiosk_app import Kiosk
+from cloudbank.kiosk_client.phone_app import page_policy
 from cloudbank.platform.service import Handler
 
 STATIC = Path(__file__).parent / "kiosk_static"
@@ -184,7 +185,8 @@ async def index(_request: web.Request) -> web.FileResponse:
 
 
 def create_gui_app(kiosk: Kiosk) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[same_origin])
+    # The same strict policy as the phone page: the kiosk screen runs the same modules.
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[same_origin, page_policy])
     app[KIOSK] = kiosk
     app.router.add_get("/", index)
     app.router.add_get("/state.json", state)
