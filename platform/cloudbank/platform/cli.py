@@ -141,10 +141,6 @@ def _cmd_service(name: str) -> Command:
             await serve(config, [name], on_ready=ready)
             return 0
 
-        if name == "platform":  # hosts no aiortc peer: on uvloop when installed (event_loop.py says why)
-            from cloudbank.platform import event_loop
-
-            return event_loop.run(go(), fast=True)
         return _run(go())
 
     return run
