@@ -37,13 +37,3 @@ def test_cli_writes_json(redis_url: str, tmp_path: Path) -> None:
     assert code == 0
     assert json.loads(out.read_text())["double_offers"] == 0
     assert cli.main(["bench", "acd", "--seconds", "0", "--data", str(tmp_path), "--redis-url", redis_url]) == 2
-
-
-def test_both_loops_in_one_run(redis_url: str, tmp_path: Path) -> None:
-    out = tmp_path / "acd.json"
-    assert cli.main(["bench", "acd", "--redis-url", redis_url, "--data", str(tmp_path), "--waiting", "50",
-                     "--tellers", "5", "--seconds", "0.3", "--loop", "both", "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert result["loop"] == "uvloop"
-    assert result["double_offers"] == 0 and result["default_loop_double_offers"] == 0
-    assert result["default_loop_decisions_per_s"] > 0 and result["client_cpu_us_per_decision"] > 0
