@@ -6,12 +6,15 @@ export function renderSettings(root, ctx) {
   const days = h("input", { id: "retention-days", testid: "retention-days", type: "number", min: "0", max: "36500", step: "1" });
   const info = h("p", { class: "muted", testid: "retention-info" });
   const result = h("p", { testid: "purge-result", role: "status" });
+  // The first load may answer after an admin has already saved: it must not overwrite the newer value.
+  let saves = 0;
   const form = h("form", { class: "card row", testid: "retention-form" },
     h("label", { class: "field", for: "retention-days" }, h("span", {}, t("settings.retention")), days),
     h("button", { type: "submit", class: "primary", testid: "retention-save" }, t("settings.save")), info);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
+      saves += 1;
       const { settings } = await ctx.media.put("settings", { retention_days: Number.parseInt(days.value, 10) });
       show(settings);
       ctx.notify(t("settings.saved"), "info");
@@ -31,5 +34,5 @@ export function renderSettings(root, ctx) {
   }
 
   fill(root, h("h2", {}, t("tab.settings")), form, h("section", { class: "card" }, h("p", {}, t("settings.purge_hint")), purge, result));
-  ctx.media.get("settings").then(({ settings }) => show(settings), (err) => ctx.fail(err));
+  ctx.media.get("settings").then(({ settings }) => { if (saves === 0) show(settings); }, (err) => ctx.fail(err));
 }
