@@ -1,6 +1,7 @@
 """ICE on the video node: gather only on configured addresses (loopback works), ignore remote
-candidates outside the allowed networks (signalled, trickled or peer-reflexive), TURN credentials
-as coturn computes them. The aioice hooks are private: these tests fail loudly when they move."""
+candidates outside the allowed networks and the machine's own addresses (signalled, trickled or
+peer-reflexive), refuse their checks with 403, TURN credentials as coturn computes them. The aioice
+hooks are private: these tests fail loudly when they move."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+from typing import Any
 
 import aioice
 import aioice.ice
 import pytest
+from aioice import stun
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
@@ -73,35 +76,83 @@ async def test_a_wildcard_gathers_on_the_host_addresses(monkeypatch: pytest.Monk
     try:
         restrict_ice(pc, ["0.0.0.0"], NETS)
         await pc.setLocalDescription(await pc.createOffer())
-        assert asked == [(True, False)]
+        assert (True, False) in asked  # gathering: IPv4 only for 0.0.0.0
         assert "127.0.0.2" in pc.localDescription.sdp
     finally:
         await pc.close()
 
 
-async def test_remote_candidates_outside_the_allowed_networks_are_ignored() -> None:
+def connection_of(pc: RTCPeerConnection) -> Any:
+    return pc.getTransceivers()[0].receiver.transport.transport.iceGatherer._connection
+
+
+async def test_remote_candidates_outside_the_allowed_networks_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["192.0.2.1", "fd00::1"])
     pc = new_pc()
     try:
         restrict_ice(pc, ["127.0.0.1"], NETS)
         await pc.setLocalDescription(await pc.createOffer())
-        conn = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer._connection
-        for host in ("10.0.0.7", "192.168.0.1", "abcd-1234.local", "::2", "127.0.0.1"):
+        conn = connection_of(pc)
+        for host in ("10.0.0.7", "192.168.0.1", "abcd-1234.local", "::2", "192.0.2.2", "127.0.0.1", "192.0.2.1",
+                     "fd00::1"):
             await conn.add_remote_candidate(aioice.Candidate(
                 foundation="1", component=1, transport="udp", priority=1, host=host, port=4000, type="host"))
-        assert [c.host for c in conn.remote_candidates] == ["127.0.0.1"]
-        # a connectivity check from outside would teach a peer-reflexive candidate: ignored too
-        protocol = conn._protocols[0]
-        conn.check_incoming(object(), ("10.9.9.9", 5000), protocol)
-        assert [c.host for c in conn.remote_candidates] == ["127.0.0.1"]
+        # loopback and this machine's own addresses (a browser on the node's machine offers them)
+        assert [c.host for c in conn.remote_candidates] == ["127.0.0.1", "192.0.2.1", "fd00::1"]
+    finally:
+        await pc.close()
+
+
+class Recorder:
+    """Stands in for aioice's StunProtocol: records what the connection sends."""
+
+    def __init__(self, local_candidate: Any) -> None:
+        self.local_candidate = local_candidate
+        self.sent: list[tuple[stun.Message, tuple[str, int]]] = []
+
+    def send_stun(self, message: stun.Message, addr: tuple[str, int]) -> None:
+        self.sent.append((message, addr))
+
+
+def check(conn: Any, password: str | None) -> stun.Message:
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes.update({"USERNAME": f"{conn.local_username}:peer", "PRIORITY": 1, "ICE-CONTROLLED": 1})
+    if password is not None:
+        request.add_message_integrity(password.encode())
+    return request
+
+
+async def test_a_check_from_outside_is_refused_with_403_and_teaches_nothing() -> None:
+    pc = new_pc()
+    try:
+        restrict_ice(pc, ["127.0.0.1"], NETS)
+        await pc.setLocalDescription(await pc.createOffer())
+        conn = connection_of(pc)
+        protocol = Recorder(conn._protocols[0].local_candidate)
+        # The party with the call's ICE password learns at once that the pair is refused ...
+        request = check(conn, conn.local_password)
+        conn.request_received(request, ("10.9.9.9", 5000), protocol)
+        [(response, addr)] = protocol.sent
+        assert addr == ("10.9.9.9", 5000)
+        assert response.message_class == stun.Class.ERROR and response.transaction_id == request.transaction_id
+        assert response.attributes["ERROR-CODE"] == (403, "Forbidden")
+        assert conn.remote_candidates == []
+        # ... a forged or unsigned check gets no answer at all (no reflection to spoofed sources).
+        conn.request_received(check(conn, "wrong-password"), ("10.9.9.9", 5000), protocol)
+        conn.request_received(check(conn, None), ("10.9.9.9", 5000), protocol)
+        assert len(protocol.sent) == 1
+        # A check from loopback gets aioice's success response.
+        conn.request_received(check(conn, conn.local_password), ("127.0.0.1", 5000), protocol)
+        assert protocol.sent[-1][0].message_class == stun.Class.RESPONSE
     finally:
         await pc.close()
 
 
 async def test_a_moved_aioice_hook_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(aioice.Connection, "check_incoming")
+    monkeypatch.delattr(aioice.Connection, "request_received")
     pc = new_pc()
     try:
-        with pytest.raises(AiortcIncompatible, match="check_incoming"):
+        with pytest.raises(AiortcIncompatible, match="request_received"):
             restrict_ice(pc, ["127.0.0.1"], NETS)
     finally:
         await pc.close()

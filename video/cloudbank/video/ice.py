@@ -8,10 +8,18 @@ hook moves):
 
 - `Connection.gather_candidates` is replaced on the node's connection so it binds only the
   configured addresses (loopback included; all interfaces only for a wildcard address);
-- `Connection.add_remote_candidate` (signalled candidates, from the SDP or trickled) and
-  `Connection.check_incoming` (peer-reflexive candidates learnt from incoming checks) drop
+- `Connection.add_remote_candidate` (signalled candidates, from the SDP or trickled) drops
   addresses outside the allowed networks and every mDNS name, so no client can make the node
-  send packets to an arbitrary internal host.
+  send packets to an arbitrary internal host;
+- `Connection.request_received` answers an authenticated connectivity check from outside the
+  allowed networks with 403 Forbidden (an unauthenticated one is dropped unanswered) instead of
+  aioice's success response, which told the browser the pair worked while the node never learnt
+  it: the browser waited on it for many seconds. On a non-retryable STUN error libwebrtc drops the
+  pair at once.
+
+The node's own interface addresses always count as allowed: a browser on the node's machine
+checks from them (Chromium offers the machine's LAN address, not loopback), and they reach nothing
+loopback does not already reach.
 """
 
 from __future__ import annotations
@@ -54,6 +62,11 @@ def address_allowed(host: str, networks: Sequence[Network]) -> bool:
     return any(ip.version == net.version and ip in net for net in networks)
 
 
+def own_networks() -> list[Network]:
+    """This machine's interface addresses (read now: interfaces come and go), as host networks."""
+    return [ipaddress.ip_network(a) for a in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)]
+
+
 def _connection_of(pc: RTCPeerConnection) -> Any:
     """The aioice Connection behind the (single, max-bundle) ICE transport of `pc`."""
     transceivers = pc.getTransceivers()
@@ -66,19 +79,23 @@ def _connection_of(pc: RTCPeerConnection) -> Any:
 
 
 def restrict_ice(pc: RTCPeerConnection, addresses: Iterable[str], networks: Sequence[Network]) -> None:
-    """Gather only on `addresses`; ignore remote candidates outside `networks`.
+    """Gather only on `addresses`; ignore remote candidates outside `networks` and this machine's
+    own addresses, and refuse connectivity checks from them.
 
     Call after the transceivers exist (the node uses max-bundle: one ICE transport) and before
     `setRemoteDescription`/`setLocalDescription`.
     """
     conn = _connection_of(pc)
-    for name in ("gather_candidates", "add_remote_candidate", "check_incoming", "get_component_candidates",
-                 "_components", "_local_candidates", "_local_candidates_start", "_local_candidates_end"):
+    for name in ("gather_candidates", "add_remote_candidate", "request_received", "respond_error",
+                 "_valid_username", "local_password",
+                 "get_component_candidates", "_components", "_local_candidates", "_local_candidates_start",
+                 "_local_candidates_end"):
         if not hasattr(conn, name):
             raise AiortcIncompatible(f"aioice Connection has no {name}: ice.py needs updating")
     wanted = list(addresses)
+    networks = [*networks, *own_networks()]
     original_add = conn.add_remote_candidate
-    original_check = conn.check_incoming
+    original_request = conn.request_received
 
     async def gather_candidates() -> None:
         # Mirrors aioice's own method, with our addresses instead of get_host_addresses().
@@ -102,15 +119,24 @@ def restrict_ice(pc: RTCPeerConnection, addresses: Iterable[str], networks: Sequ
             return
         await original_add(candidate)
 
-    def check_incoming(message: Any, addr: tuple[str, int], protocol: Any) -> None:
+    def authentic(message: Any) -> bool:
+        attrs = message.attributes
+        return ("USERNAME" in attrs and "MESSAGE-INTEGRITY" in attrs and conn._valid_username(attrs["USERNAME"])
+                and message.check_message_integrity(conn.local_password.encode("utf8")))
+
+    def request_received(message: Any, addr: tuple[str, int], protocol: Any) -> None:
         if not address_allowed(addr[0], networks):
-            log.info("ignoring a connectivity check from %s outside the allowed networks", addr[0])
+            # Only the party that has this call's ICE password gets an answer: no reflection to
+            # spoofed sources.
+            if authentic(message):
+                log.info("refusing a connectivity check from %s outside the allowed networks", addr[0][:64])
+                conn.respond_error(message, addr, protocol, (403, "Forbidden"))
             return
-        original_check(message, addr, protocol)
+        original_request(message, addr, protocol)
 
     conn.gather_candidates = gather_candidates
     conn.add_remote_candidate = add_remote_candidate
-    conn.check_incoming = check_incoming
+    conn.request_received = request_received
 
 
 def ice_servers(config: Config, user: str, ttl_s: int | None = None) -> list[dict[str, Any]]:
