@@ -1,5 +1,7 @@
-"""A call as a new user makes it on an ordinary machine, run by test_ordinary_machine.py inside a
-network namespace that has a non-loopback interface (192.0.2.1 on a veth pair) and a default route.
+"""A call as a new user makes it on an ordinary machine, run by test_ordinary_machine.py inside
+network namespaces it makes: one with a non-loopback interface (192.0.2.1 on a veth pair) and a
+default route (`same-machine`: everything on that machine), or two joined by the veth pair
+(`lan-client`: the teller's PC and the kiosk at 192.0.2.2 reach `cloudbank up --host 192.0.2.1`).
 
 `cloudbank up` with its defaults, the teller and a supervisor in Chromium without
 `--allow-loopback-in-peer-connection` (an ordinary browser offers the machine's own address, never
@@ -41,10 +43,13 @@ async def login(page: Page, url: str, username: str, password: str) -> None:
     await page.get_by_test_id("login-submit").click()
 
 
-def start_up(work: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, str], str]:
-    """`cloudbank up` on its defaults; the passwords and kiosk code it prints."""
-    up = subprocess.Popen([sys.executable, "-m", "cloudbank.platform", "up", "--data", str(work / "data"),
-                           "--port", str(port)], stdout=subprocess.PIPE, text=True,
+def start_up(work: Path, port: int, host: str | None = None, wrap: tuple[str, ...] = ()
+             ) -> tuple[subprocess.Popen[str], dict[str, str], str]:
+    """`cloudbank up` on its defaults (`wrap`: a command prefix, e.g. a namespace); the passwords and
+    kiosk code it prints."""
+    host_flag = ["--host", host] if host else []
+    up = subprocess.Popen([*wrap, sys.executable, "-m", "cloudbank.platform", "up", "--data", str(work / "data"),
+                           "--port", str(port), *host_flag], stdout=subprocess.PIPE, text=True,
                           stderr=(work / "up.log").open("w"))
     assert up.stdout is not None
     printed = ""
@@ -60,8 +65,11 @@ def start_up(work: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, st
 
 async def call(work: Path, url: str, passwords: dict[str, str], code: str) -> dict[str, object]:
     result: dict[str, object] = {}
+    # Over plain http only localhost is a secure context (camera access): a LAN origin needs TLS in a
+    # bank (issue 12); here the browser is told to trust this one origin.
+    insecure = [] if "127.0.0.1" in url else [f"--unsafely-treat-insecure-origin-as-secure={url}"]
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS + insecure)
         teller = await browser.new_page(viewport={"width": 1366, "height": 768})
         teller.set_default_timeout(20_000)
         await login(teller, url, "teller1", passwords["teller1"])
@@ -89,13 +97,25 @@ async def call(work: Path, url: str, passwords: dict[str, str], code: str) -> di
     return result
 
 
-def main(work: Path, port: int) -> dict[str, object]:
+def same_machine(work: Path, port: int) -> dict[str, object]:
     up, passwords, code = start_up(work, port)
     try:
         result = asyncio.run(call(work, f"http://127.0.0.1:{port}", passwords, code))
     finally:
         up.terminate()
         up.wait(30)
+    return result | outcome(work)
+
+
+def lan_client(work: Path, url: str) -> dict[str, object]:
+    """The client machine's side: the server's printed secrets arrive in work/credentials.json."""
+    credentials = json.loads((work / "credentials.json").read_text())
+    return asyncio.run(call(work, url, credentials["passwords"], credentials["code"]))
+
+
+def outcome(work: Path) -> dict[str, object]:
+    """What the kiosk's log and the server's log say about the call."""
+    result: dict[str, object] = {}
     visit = [line for line in (work / "kiosk.log").read_text().splitlines() if "visit over" in line]
     frames = re.search(r"frames=\{'audio': (\d+), 'video': (\d+)\}", visit[-1] if visit else "")
     result["kiosk_frames"] = {"audio": int(frames.group(1)), "video": int(frames.group(2))} if frames else None
@@ -105,4 +125,8 @@ def main(work: Path, port: int) -> dict[str, object]:
 
 if __name__ == "__main__":
     os.environ.setdefault("CLOUDBANK_VIDEO_TRANSCRIBE", "false")  # no 530 MB model load: ICE is the point
-    print(json.dumps(main(Path(sys.argv[1]), int(sys.argv[2]))))
+    mode, folder, where = sys.argv[1:4]
+    if mode == "same-machine":
+        print(json.dumps(same_machine(Path(folder), int(where))))
+    else:
+        print(json.dumps(lan_client(Path(folder), where)))

@@ -53,6 +53,29 @@ def test_gather_addresses_default_to_the_bind_host() -> None:
     assert allowed_networks(Config()) == NETS
 
 
+def test_a_node_on_a_lan_address_allows_that_lan_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ifaddr
+
+    def adapters() -> list[ifaddr.Adapter]:  # inject this host's interfaces
+        return [ifaddr.Adapter("lo", "lo", [ifaddr.IP("127.0.0.1", 8, "lo"), ifaddr.IP(("::1", 0, 0), 128, "lo")]),
+                ifaddr.Adapter("eth0", "eth0", [ifaddr.IP("10.1.2.3", 24, "eth0"),
+                                                ifaddr.IP(("fe80::1", 0, 2), 64, "eth0"),
+                                                ifaddr.IP(("fd00::3", 0, 0), 64, "eth0")]),
+                ifaddr.Adapter("wg0", "wg0", [ifaddr.IP("172.16.0.9", 16, "wg0")])]
+
+    monkeypatch.setattr(ifaddr, "get_adapters", adapters)
+    lan = [ipaddress.ip_network("10.1.2.0/24")]
+    assert allowed_networks(Config(host="10.1.2.3")) == NETS + lan
+    assert allowed_networks(Config(ice_addresses=("172.16.0.9",))) == NETS + [ipaddress.ip_network("172.16.0.0/16")]
+    assert allowed_networks(Config(host="0.0.0.0")) == NETS + lan + [ipaddress.ip_network("172.16.0.0/16")]
+    # "::" gathers IPv4 too; link-local networks are never allowed wholesale
+    assert ipaddress.ip_network("fd00::/64") in allowed_networks(Config(host="::"))
+    assert not any(n.is_link_local for n in allowed_networks(Config(host="::")))
+    # A configured list replaces the default (the machine's own addresses are added per call)
+    assert allowed_networks(Config(host="0.0.0.0", ice_allowed_networks=("192.168.0.0/16",))) == [
+        ipaddress.ip_network("192.168.0.0/16")]
+
+
 async def test_gathers_only_on_the_configured_address() -> None:
     pc = new_pc()
     try:

