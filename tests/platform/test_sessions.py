@@ -28,9 +28,10 @@ from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import Forbidden
 from cloudbank.platform.identity import Directory
+from cloudbank.platform.pushes import MAX_SIGNATURE_BYTES
 from cloudbank.platform.records import sessions as sessions_table
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
-from cloudbank.platform.sessions import AUTHZ_PENDING, MAX_SIGNATURE_BYTES, TRANSITIONS, pick_node
+from cloudbank.platform.sessions import AUTHZ_PENDING, TRANSITIONS, pick_node
 from cloudbank.platform.tokens import Claims
 
 Client = TestClient[Any, Any]

@@ -13,6 +13,7 @@ from cloudbank.platform import (
     matcher,
     openapi,
     phone_auth,
+    pushes,
     sessions,
     sessions_api,
 )
@@ -28,6 +29,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(phone_auth.routes)
     app.add_routes(sessions_api.routes)
     app.add_routes(id_cards.routes)
+    app.add_routes(pushes.routes)
     app.add_routes(openapi.routes)
     app.add_routes(acd_api.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis

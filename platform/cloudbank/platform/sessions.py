@@ -12,15 +12,13 @@ A session starts when a teller accepts an offer (`start_session`, called by the 
 handler): it is placed on the live, non-draining video node with the fewest calls, and each party
 gets a join token scoped to that session and its role. Parties re-join with fresh tokens;
 supervisors of the session's queue monitor it. Tellers push forms, documents and signature
-requests; customers answer them. Tellers ask supervisors for authorisation. Every change is
+requests and customers answer them (`pushes.py`). Tellers ask supervisors for authorisation. Every change is
 appended to the audit chain and sent to the session's audience as an event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import re
@@ -29,7 +27,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +35,6 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from cloudbank.platform import acd_link, events
-from cloudbank.platform.audit import file_sha256
 from cloudbank.platform.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import sessions
@@ -62,7 +58,6 @@ DISPOSITION_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 # A freshly placed call counts against its node until the node's own count (refreshed every 3 s) has it.
 PLACEMENT_HOLD_S = 10
 PUSH_TTL_S = 24 * 3600
-MAX_SIGNATURE_BYTES = 256 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TURN_TTL_S = 3600
 # Ids of authorisation requests awaiting a decision, scored by request time: a reloaded supervisor
@@ -429,50 +424,6 @@ class Sessions:
         await self.app[AUDIT].append(claims.sub, "session.monitor", f"session:{session.id}", {})
         return {"session": session.public(), "video": self.video(session.id, node, client, "supervisor")}
 
-    # -- pushes and responses ----------------------------------------------------------------------
-
-    async def push(self, session_id: str, claims: Claims, push: dict[str, Any]) -> dict[str, Any]:
-        session, _ = await self.for_party(session_id, claims, ("teller",))
-        if session.state not in LIVE:
-            raise Conflict(f"the session is {session.state}; nothing can be pushed", state=session.state)
-        push = {**push, "push_id": uuid.uuid4().hex, "state": "pending", "at": time.time()}
-        key = f"session:{session.id}:pushes"
-        await self.redis.hset(key, push["push_id"], json.dumps(push, ensure_ascii=False))
-        await self.redis.expire(key, PUSH_TTL_S)
-        await self.app[AUDIT].append(actor(claims), "session.push", f"session:{session.id}",
-                                     {"push_id": push["push_id"], "kind": push["kind"], "title": push["title"]})
-        await events.publish(self.redis, session.customer, {"type": "push", "session_id": session.id, **push})
-        return push
-
-    async def respond(self, session_id: str, claims: Claims, push_id: str, answer: str,
-                      values: dict[str, str], signature: str | None) -> dict[str, Any]:
-        """The customer answers a push once; a signature is a PNG data URL, stored and hashed."""
-        session, _ = await self.for_party(session_id, claims, ("customer",))
-        if session.state not in LIVE:
-            raise Conflict(f"the session is {session.state}; it takes no answers", state=session.state)
-        key = f"session:{session.id}:pushes"
-        raw = await self.redis.hget(key, push_id) if re.fullmatch(r"[0-9a-f]{32}", push_id) else None
-        if raw is None:
-            raise NotFound("no such push in this session")
-        push: dict[str, Any] = json.loads(_s(raw))
-        png = _check_answer(push, answer, values, signature)
-        # Single answer per push, even with two nodes racing: the first SET NX wins.
-        if not await self.redis.set(f"{key}:{push_id}:answered", "1", nx=True, ex=PUSH_TTL_S):
-            raise Conflict("this push was answered already")
-        details: dict[str, Any] = {"push_id": push_id, "kind": push["kind"], "answer": answer, "values": values}
-        if png is not None:
-            rel = Path("signatures") / session.id / f"{push_id}.png"
-            details["files"] = [{"path": str(rel),
-                                 "sha256": await asyncio.to_thread(_store, self.config.data / rel, png)}]
-        push.update(state="answered", answer=answer, values=values, answered_at=time.time(),
-                    signature_sha256=details["files"][0]["sha256"] if png is not None else None)
-        await self.redis.hset(key, push_id, json.dumps(push, ensure_ascii=False))
-        await self.app[AUDIT].append(actor(claims), "session.push_response", f"session:{session.id}", details)
-        await events.publish(self.redis, f"user:{session.teller_id}", {
-            "type": "push.response", "session_id": session.id, "push_id": push_id, "kind": push["kind"],
-            "answer": answer, "values": values, "signature_sha256": push["signature_sha256"]})
-        return push
-
     # -- authorisations ----------------------------------------------------------------------------
 
     async def request_authorisation(self, session_id: str, claims: Claims, reason: str) -> dict[str, Any]:
@@ -513,46 +464,6 @@ class Sessions:
         await events.publish(self.redis, f"user:{request['teller_id']}",
                              {"type": "authorisation.result", **request})
         return request
-
-
-def _store(path: Path, data: bytes) -> str:
-    """Write a file (off the event loop) and return the SHA-256 of what is on disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return file_sha256(path)
-
-
-def _check_answer(push: dict[str, Any], answer: str, values: dict[str, str], signature: str | None,
-                  ) -> bytes | None:
-    """Refuse answers that do not fit the push; returns the signature PNG's bytes when one is due."""
-    if push["kind"] == "form" and answer == "accept":
-        fields = {f["name"]: f for f in push.get("fields") or []}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise BadRequest(f"the form has no field '{unknown[0][:64]}'", field="values")
-        missing = [n for n, f in fields.items() if f.get("required") and not values.get(n, "").strip()]
-        if missing:
-            raise BadRequest(f"the form's field '{missing[0]}' is required", field="values")
-    elif values:
-        raise BadRequest("values only answer an accepted form", field="values")
-    if push["kind"] != "signature_request" or answer != "accept":
-        if signature is not None:
-            raise BadRequest("a signature only answers an accepted signature request", field="signature")
-        return None
-    if signature is None:
-        raise BadRequest("accepting a signature request needs the signature", field="signature")
-    prefix = "data:image/png;base64,"
-    if not signature.startswith(prefix):
-        raise BadRequest("the signature must be a data URL of a PNG (data:image/png;base64,...)", field="signature")
-    try:
-        png = base64.b64decode(signature[len(prefix):], validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("the signature is not valid base64", field="signature") from None
-    if len(png) > MAX_SIGNATURE_BYTES:
-        raise BadRequest(f"the signature is larger than {MAX_SIGNATURE_BYTES // 1024} KB", field="signature")
-    if not png.startswith(PNG_MAGIC) or len(png) < 67:
-        raise BadRequest("the signature is not a PNG image", field="signature")
-    return png
 
 
 # -- dead video nodes -------------------------------------------------------------------------------

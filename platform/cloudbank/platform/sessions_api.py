@@ -7,11 +7,9 @@ asking about a session gets a 404, as for an unknown id. The rules live in `sess
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from aiohttp import web
 
-from cloudbank.platform.errors import BadRequest
 from cloudbank.platform.service import authenticate
 from cloudbank.platform.sessions import Sessions
 from cloudbank.platform.tokens import Claims
@@ -21,7 +19,6 @@ routes = web.RouteTableDef()
 
 CUSTOMERS = ("device", "phone")
 PARTIES = (*CUSTOMERS, "teller", "supervisor", "admin")
-MAX_SIGNATURE_CHARS = 360_000  # base64 of sessions.MAX_SIGNATURE_BYTES plus the data URL prefix
 
 
 @dataclass(frozen=True)
@@ -42,33 +39,6 @@ class WrapupBody:
     notes: str = field(default="", metadata=limit(4000))
     not_ready: bool = False
     reason: str = field(default="", metadata=limit(64))
-
-
-@dataclass(frozen=True)
-class FormField:
-    name: str = field(metadata=limit(64))
-    label: str = field(metadata=limit(200))
-    kind: Literal["text", "number", "date", "checkbox", "select"] = "text"
-    required: bool = False
-    value: str = field(default="", metadata=limit(2000))
-    options: list[str] = field(default_factory=list, metadata=limit(200))
-
-
-@dataclass(frozen=True)
-class PushBody:
-    kind: Literal["form", "document", "signature_request"]
-    title: str = field(metadata=limit(200))
-    fields: list[FormField] | None = None
-    url: str | None = field(default=None, metadata=limit(1000))
-    text: str = field(default="", metadata=limit(4000))
-
-
-@dataclass(frozen=True)
-class ResponseBody:
-    push_id: str = field(metadata=limit(64))
-    answer: Literal["accept", "decline"]
-    values: dict[str, str] = field(default_factory=dict)
-    signature: str | None = field(default=None, metadata=limit(MAX_SIGNATURE_CHARS))
 
 
 @dataclass(frozen=True)
@@ -170,39 +140,6 @@ async def monitor(request: web.Request) -> web.Response:
     svc, claims, sid = await _caller(request, ("supervisor",))
     await _empty(request)
     return web.json_response(await svc.monitor(sid, claims))
-
-
-@routes.post("/sessions/{session_id}/push")
-async def push(request: web.Request) -> web.Response:
-    """Push a form, a document or a signature request to the customer's screen."""
-    svc, claims, sid = await _caller(request, ("teller",))
-    body = await read_json(request, PushBody)
-    if body.kind == "form" and not body.fields:
-        raise BadRequest("a form needs fields", field="fields")
-    if body.kind != "form" and body.fields is not None:
-        raise BadRequest("only a form has fields", field="fields")
-    if body.kind == "document" and not body.url:
-        raise BadRequest("a document needs a url", field="url")
-    if body.url is not None and not body.url.startswith(("https://", "http://", "/")):
-        raise BadRequest("url must be http(s) or a path on this server", field="url")
-    if body.fields and len({f.name for f in body.fields}) != len(body.fields):
-        raise BadRequest("form field names must be unique", field="fields")
-    data: dict[str, Any] = {"kind": body.kind, "title": body.title, "text": body.text}
-    if body.fields is not None:
-        data["fields"] = [{"name": f.name, "label": f.label, "kind": f.kind, "required": f.required,
-                           "value": f.value, "options": f.options} for f in body.fields]
-    if body.url is not None:
-        data["url"] = body.url
-    return web.json_response({"push": await svc.push(sid, claims, data)}, status=201)
-
-
-@routes.post("/sessions/{session_id}/responses")
-async def respond(request: web.Request) -> web.Response:
-    """The customer answers a push (once); a signature is a PNG data URL."""
-    svc, claims, sid = await _caller(request, CUSTOMERS)
-    body = await read_json(request, ResponseBody)
-    result = await svc.respond(sid, claims, body.push_id, body.answer, body.values, body.signature)
-    return web.json_response({"push": result})
 
 
 @routes.post("/sessions/{session_id}/authorisations")
