@@ -23,8 +23,11 @@ export function normaliseTeller(data) {
 }
 
 export class HomeScreen {
-  /** onState(state, reason) asks the platform to change state; onResume() returns to the call. */
-  constructor(root, { onState, onResume, names = {} }) {
+  /**
+   * onState(state, reason) asks the platform to change state; onResume() returns to the call;
+   * store: the console's TellerState, the one place the state shown here comes from.
+   */
+  constructor(root, { onState, onResume, names = {}, store = null }) {
     this.root = root;
     this.names = names;   // service code -> name
     this.onState = onState;
@@ -32,11 +35,22 @@ export class HomeScreen {
     this.data = normaliseTeller({});
     this.timer = null;
     this.error = h("p", { class: "form-error", testid: "state-error", role: "alert" });
+    this.store = store;
+    // An offer ringing, a wrap-up ending: the state line follows the store the top bar follows.
+    this.unsubscribe = store ? store.subscribe(() => this.render()) : () => {};
+  }
+
+  /** State, reason, since and wrap-up end: from the store when there is one, else the last answer. */
+  current() {
+    const d = this.data;
+    if (!this.store || !this.store.state) return d;
+    const v = this.store.value;
+    return { ...d, state: v.state, reason: v.reason, since: v.since, wrapupUntil: v.wrapupUntil };
   }
 
   render(data) {
     if (data) this.data = normaliseTeller(data);
-    const d = this.data;
+    const d = this.current();
     const stateLabel = label("state", d.state);
     const reasonSel = h("select", { id: "not-ready-reason", testid: "not-ready-reason" },
       NOT_READY_REASONS.map((r) => h("option", { value: r, selected: d.reason === r }, label("reason", r))));
@@ -118,5 +132,6 @@ export class HomeScreen {
 
   destroy() {
     clearInterval(this.timer);
+    this.unsubscribe();
   }
 }

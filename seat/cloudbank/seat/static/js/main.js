@@ -13,6 +13,8 @@ import { Ringer } from "./ring.js";
 import { CallScreen } from "./call.js";
 import { WrapupScreen } from "./wrapup.js";
 import { SupervisorScreen } from "./supervisor.js";
+import { TellerState } from "./teller_state.js";
+import { HoldBanner } from "./hold_banner.js";
 
 const HOME_REFRESH_MS = 3000;
 const CALL_HASH = /^#\/call\/([A-Za-z0-9_.:-]{1,80})$/;
@@ -28,6 +30,12 @@ class SeatApp {
     this.root = document.getElementById("screen");
     this.noticeEl = document.getElementById("notice");
     this.ringer = new Ringer();
+    // The one source of the teller's state on screen: the badge, home and wrap-up follow it.
+    this.tellerState = new TellerState();
+    this.tellerState.subscribe((v) => this.renderBadge(v.state));
+    this.holdBanner = new HoldBanner(this.noticeEl, {
+      onResume: () => this.resumeFromHold(),
+    });
     this.screen = null;
     this.events = null;
     this.services = [];
@@ -68,7 +76,12 @@ class SeatApp {
     document.title = t("app.title");
   }
 
+  /** Set the teller's state (from what just happened); every view of it follows the store. */
   setMyState(state) {
+    this.tellerState.set({ state });
+  }
+
+  renderBadge(state) {
     const el = document.getElementById("my-state");
     el.textContent = state ? label("state", state) : "";
     el.dataset.state = state || "";
@@ -97,6 +110,7 @@ class SeatApp {
 
   stopAll() {
     this.offer.close();
+    this.holdBanner.hide();
     if (this.events) this.events.stop();
     this.events = null;
     this.setScreen(null);
@@ -213,7 +227,7 @@ class SeatApp {
 
   async showHome() {
     const home = this.screen instanceof HomeScreen ? this.screen
-      : new HomeScreen(this.root, { onState: (s, r) => this.changeState(s, r),
+      : new HomeScreen(this.root, { store: this.tellerState, onState: (s, r) => this.changeState(s, r),
         onResume: (s) => this.resumeCall({ session: s, phase: "call", started_at: s.created_at }), names: Object.fromEntries(this.services) });
     this.setScreen(home);
     // Queue lengths change without an event to the teller: refresh them while home is shown.
@@ -235,7 +249,9 @@ class SeatApp {
         const { sessions = [] } = await this.api.get("sessions").catch(() => ({}));
         data.session = sessions.find((s) => s.state !== "wrap_up" && !s.ended_at) || null;
       }
-      this.setMyState(state);
+      // The data first, then the state: the store's subscribers (home among them) render once more.
+      if (this.screen instanceof HomeScreen) this.screen.data = normaliseTeller(data);
+      this.tellerState.fromTeller(data.teller || { state });
       if (this.screen instanceof HomeScreen) this.screen.render(data);
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return;
@@ -279,6 +295,32 @@ class SeatApp {
     });
     this.setScreen(screen);
     screen.start();
+    // The offer card that had the focus is going away: the call's first control takes it, so the
+    // keyboard (and a screen reader) lands in the call rather than on the page body.
+    const first = this.root.querySelector("[role=toolbar] button:not([disabled])");
+    (first || this.root).focus();
+    this.showHoldFor(call.session.id);
+  }
+
+  /** The call was on hold before a reload: the banner says so again. */
+  async showHoldFor(sessionId) {
+    try {
+      const { session } = await this.api.get(`sessions/${encodeURIComponent(sessionId)}`);
+      if (session && session.state === "on_hold" && this.currentSessionId() === sessionId) this.holdBanner.show();
+    } catch { /* the call screen reports what matters */ }
+  }
+
+  /** The banner's Resume: through the call screen (it turns the teller's media back on). */
+  async resumeFromHold() {
+    const screen = this.screen instanceof CallScreen ? this.screen : null;
+    if (!screen) { this.holdBanner.hide(); return; }
+    if (screen.onHold) { await screen.toggleHold(); return; }
+    await this.api.post(`sessions/${encodeURIComponent(screen.sessionId)}/resume`, {});
+  }
+
+  /** Ask the platform for the teller's state whatever screen is shown (an offer came and went). */
+  async syncState() {
+    try { this.tellerState.fromTeller((await this.api.get("teller")).teller); } catch { /* next event */ }
   }
 
   callEnded(call) {
@@ -289,9 +331,11 @@ class SeatApp {
 
   showWrapup(call) {
     history.replaceState(null, "", location.pathname);
-    this.setMyState("wrapup");
+    this.holdBanner.hide();
+    this.setMyState("wrap_up");
     const screen = new WrapupScreen(this.root, call, {
       api: this.api, services: this.services, wrapupSeconds: Number(this.config.wrapup_s) || 30,
+      store: this.tellerState, syncState: () => this.syncState(),
       onDone: async () => {
         this.auth.remember("call", null);
         this.setScreen(null);
@@ -300,7 +344,10 @@ class SeatApp {
     });
     this.setScreen(screen);
     screen.render();
-    this.api.get("teller").then((d) => screen.setUntil(normaliseTeller(d).wrapupUntil)).catch(() => {});
+    this.api.get("teller").then((d) => {
+      screen.setUntil(normaliseTeller(d).wrapupUntil);
+      this.tellerState.fromTeller(d.teller);
+    }).catch(() => {});
   }
 
   serviceName(code) {
@@ -327,17 +374,29 @@ class SeatApp {
           if (ev.type === "offer.expired") this.notice(t("offer.expired"), "warn");
           else this.notice(t("offer.gone"), "warn");
         }
-        this.refreshHome();
+        if (this.screen instanceof HomeScreen) this.refreshHome(); else this.syncState();
         return;
       case "teller.state":
-        if (ev.teller) this.setMyState(ev.teller.state);
+        if (ev.teller) this.tellerState.fromTeller(ev.teller);
         if (this.screen instanceof HomeScreen) this.screen.render({ ...this.screen.data.raw, teller: ev.teller });
         else this.refreshHome();
         return;
       default:
         break;
     }
-    if (sessionId && sessionId === this.currentSessionId()) this.screen.event(ev);
+    if (ev.type === "session.ended" && this.screen && this.screen.call && this.screen.call.session
+        && this.screen.call.session.id === sessionId) {
+      // Who hung up goes with the call into wrap-up (and across a reload of it).
+      this.screen.call.ended_by = ev.by || null;
+      if (this.screen instanceof WrapupScreen) {
+        this.screen.endedBy(ev.by);
+        this.auth.remember("call", this.screen.call);
+      }
+    }
+    if (sessionId && sessionId === this.currentSessionId()) {
+      if (ev.type === "session.update" && ev.session) this.holdBanner.follow(ev.session.state);
+      this.screen.event(ev);
+    }
   }
 }
 

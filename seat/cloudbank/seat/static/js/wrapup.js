@@ -1,13 +1,18 @@
 // Wrap-up after a call: a required disposition code, notes and the service actually done. The
 // platform returns the teller to ready after the queue's wrap-up time unless not-ready is chosen.
+// The form says who ended the call, counts the wrap-up time down, and once the platform has made
+// the teller ready again says so (the state comes from the console's TellerState, like the badge).
 import { h, fill } from "./dom.js";
 import { t, label } from "./i18n.js";
 
 export const DISPOSITIONS = ["resolved", "follow_up", "referred", "customer_left", "not_eligible", "technical"];
 
 export class WrapupScreen {
-  /** services: [[code, name]]; onDone(reply, notReady) after the platform accepted it. */
-  constructor(root, call, { api, services, wrapupSeconds, onDone }) {
+  /**
+   * services: [[code, name]]; onDone(reply, notReady) after the platform accepted it;
+   * store: the TellerState; syncState(): ask the platform for the state (time ran out, no event yet).
+   */
+  constructor(root, call, { api, services, wrapupSeconds, onDone, store = null, syncState = () => {} }) {
     this.root = root;
     this.call = call;
     this.api = api;
@@ -15,6 +20,19 @@ export class WrapupScreen {
     this.wrapupSeconds = wrapupSeconds;
     this.onDone = onDone;
     this.timer = null;
+    this.store = store;
+    this.syncState = syncState;
+    this.synced = 0;
+    this.unsubscribe = store ? store.subscribe(() => this.tick && this.tick()) : () => {};
+  }
+
+  /** Who hung up (`session.ended`'s `by`): the customer's hang-up is said in words. */
+  endedBy(by) {
+    this.call.ended_by = by || null;
+    if (!this.endedEl) return;
+    const text = by === "customer" ? t("wrapup.customer_ended") : "";
+    this.endedEl.textContent = text;
+    this.endedEl.hidden = !text;
   }
 
   render() {
@@ -32,9 +50,11 @@ export class WrapupScreen {
     const notReady = h("input", { type: "checkbox", id: "wrapup-not-ready", testid: "wrapup-not-ready" });
     const error = h("p", { class: "form-error", testid: "wrapup-error", role: "alert" });
     const left = h("p", { class: "muted", testid: "wrapup-time-left", "aria-live": "off" });
+    // Read out once when it appears: the teller may be looking at the customer's window.
+    this.endedEl = h("p", { class: "ended-by", testid: "wrapup-ended-by", role: "status", hidden: true });
     const submit = h("button", { type: "submit", class: "primary big", testid: "wrapup-submit" }, t("wrapup.submit"));
     const form = h("form", { class: "card wrapup", testid: "wrapup", novalidate: true, "aria-labelledby": "wrapup-title" },
-      h("h1", { id: "wrapup-title" }, t("wrapup.title")), left,
+      h("h1", { id: "wrapup-title" }, t("wrapup.title")), this.endedEl, left,
       h("label", { class: "field", for: "wrapup-code" }, h("span", {}, t("wrapup.code"), " *"), code),
       h("label", { class: "field", for: "wrapup-service" }, h("span", {}, t("wrapup.service")), service),
       h("label", { class: "field", for: "wrapup-notes" }, h("span", {}, t("wrapup.notes")), notes),
@@ -67,12 +87,29 @@ export class WrapupScreen {
       }
     });
     fill(this.root, h("div", { class: "center" }, form));
+    this.endedBy(this.call.ended_by);
     this.until = (this.call.ended_at || Date.now() / 1000) + this.wrapupSeconds;
-    const tick = () => {
-      left.textContent = t("wrapup.time_left", { seconds: Math.max(0, Math.ceil(this.until - Date.now() / 1000)) });
+    this.tick = () => {
+      const state = this.store ? this.store.state : "wrap_up";
+      const seconds = Math.max(0, Math.ceil(this.until - Date.now() / 1000));
+      if (state && state !== "wrap_up") {
+        // The platform ended the wrap-up time: the teller is in that state now, and the form
+        // stays only to record this call's outcome.
+        left.dataset.over = "true";
+        left.textContent = t("wrapup.time_over", { state: label("state", state) });
+        return;
+      }
+      left.dataset.over = "false";
+      if (seconds > 0) {
+        left.textContent = t("wrapup.time_left", { seconds });
+        return;
+      }
+      left.textContent = t("wrapup.time_ending");
+      // The teller.state event should be here by now; ask, at most every 2 s, if it is not.
+      if (Date.now() - this.synced > 2000) { this.synced = Date.now(); this.syncState(); }
     };
-    tick();
-    this.timer = setInterval(tick, 1000);
+    this.tick();
+    this.timer = setInterval(this.tick, 500);
     code.focus();
   }
 
@@ -83,5 +120,6 @@ export class WrapupScreen {
 
   destroy() {
     clearInterval(this.timer);
+    this.unsubscribe();
   }
 }
