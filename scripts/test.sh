@@ -8,6 +8,9 @@ PY=${PYTHON:-python3}
 
 missing=()
 for tool in chromium espeak-ng sox; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+# English test speech for the ASR tests: festival's text2wave with the slt voice.
+command -v text2wave >/dev/null || missing+=(festival)
+[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || missing+=(festvox-us-slt-hts)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)  # records tests on PostgreSQL

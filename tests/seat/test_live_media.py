@@ -61,7 +61,7 @@ async def live(config: Config, seat_with: Any, tmp_path: Path) -> AsyncIterator[
     redis = redis_client(str(config.redis_url))
     rules = rules_from_services([{"code": "deposit", "keywords": ["저축"]}])
     try:
-        async with asr_service(config.with_(asr_pool_size=1), WORDS, model=model) as asr:
+        async with asr_service(config.with_(asr_engine="vosk", asr_pool_size=1), WORDS, model=model) as asr:
             def transcribe(session_id: str, _keyframe: KeyframeRequester) -> PacketSink:
                 return TranscriptSink(session_id, asr, redis, recording_folder(node_config, session_id),
                                       KeywordSpotter(rules, "deposit"))

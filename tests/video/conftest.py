@@ -194,3 +194,54 @@ def vosk_model() -> Any:
 @pytest.fixture(scope="session")
 def grammar() -> str:
     return json.dumps(KOREAN_WORDS, ensure_ascii=False)
+
+
+# Bank sentences for the English engines, spoken by festival's slt voice at test time.
+ENGLISH_SENTENCES = {
+    "savings": "I would like to open a savings account.",
+    "rate": "How much is the interest rate on a fixed deposit?",
+    "birth": "Please confirm your date of birth.",
+    "fund": "This fund is not guaranteed and you may lose money.",
+    "thanks": "Thank you for waiting.",
+}
+
+
+def festival(text: str, folder: Path, name: str, rate: int) -> np.ndarray:
+    """`text` spoken by festival (cmu_us_slt_arctic_hts), mono int16 at `rate`, 0.4 s / 0.6 s of silence
+    around it (a phrase that ends exactly at the end of the audio is missed by pocketsphinx)."""
+    txt, raw, wav = folder / f"{name}.txt", folder / f"{name}.raw.wav", folder / f"{name}.{rate}.wav"
+    if not raw.exists():
+        txt.write_text(text + "\n", encoding="utf-8")
+        subprocess.run(["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", str(txt), "-o", str(raw)],
+                       check=True, capture_output=True)
+    if not wav.exists():
+        subprocess.run(["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(wav),
+                        "pad", "0.4", "0.6"], check=True)
+    pcm, got = read_wav(wav)
+    assert got == rate
+    return pcm
+
+
+@pytest.fixture(scope="session")
+def english_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("english")
+
+
+@pytest.fixture(scope="session")
+def english_speech(english_folder: Path) -> dict[str, np.ndarray]:
+    """festival English for each of ENGLISH_SENTENCES, 48 kHz mono int16 (as a browser would send)."""
+    return {key: festival(text, english_folder, key, 48000) for key, text in ENGLISH_SENTENCES.items()}
+
+
+@pytest.fixture(scope="session")
+def english_speech_16k(english_folder: Path) -> dict[str, bytes]:
+    """The same sentences at 16 kHz, as raw s16 bytes for a recogniser."""
+    return {key: festival(text, english_folder, key, 16000).tobytes() for key, text in ENGLISH_SENTENCES.items()}
+
+
+@pytest.fixture(scope="session")
+def sphinx_engine() -> Any:
+    """pocketsphinx with the US-English model inside its wheel, loaded once per test session."""
+    from cloudbank.video.sphinx import load_sphinx_engine
+
+    return load_sphinx_engine("", "")

@@ -1,4 +1,5 @@
-"""vosk through the Recognizer seam: Korean words come back with timings; the warm pool reuses recognisers."""
+"""vosk through the Recognizer seam: Korean words come back with timings; the warm pool reuses recognisers;
+the asr_engine setting picks vosk or pocketsphinx."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ConfigError
 from cloudbank.video.asr import (
     AsrResult,
+    Recognizer,
     RecognizerPool,
     SpeechStream,
     VoskRecognizer,
@@ -22,7 +24,7 @@ from cloudbank.video.asr import (
 pytestmark = pytest.mark.slow
 
 
-def recognise(rec: VoskRecognizer, pcm: bytes) -> AsrResult | None:
+def recognise(rec: Recognizer, pcm: bytes) -> AsrResult | None:
     finals = [r for i in range(0, len(pcm), 640) if (r := rec.accept(pcm[i:i + 640])) and r.final]
     last = rec.finish()
     return last or (finals[-1] if finals else None)
@@ -90,7 +92,8 @@ async def test_stream_puts_results_on_the_call_timeline(config: Config, vosk_mod
     async def on_result(result: AsrResult) -> None:
         results.append(result)
 
-    async with asr_service(config.with_(asr_pool_size=1), json.loads(grammar), model=vosk_model) as service:
+    async with asr_service(config.with_(asr_engine="vosk", asr_pool_size=1),
+                           json.loads(grammar), model=vosk_model) as service:
         assert service.pool.idle == 1
         stream = service.stream(on_result)
         for n, word in enumerate(["계좌", "확인"]):
@@ -146,3 +149,33 @@ def test_missing_or_wrong_model_names_the_setting(tmp_path: Any) -> None:
     for path in ("", str(tmp_path / "nope"), str(tmp_path)):
         with pytest.raises(ConfigError, match="asr_model_path.*CLOUDBANK_ASR_MODEL_PATH"):
             load_vosk_model(path)
+
+
+def test_the_engine_is_chosen_by_setting(vosk_model: Any, grammar: str, korean_speech_16k: dict[str, bytes],
+                                         english_speech_16k: dict[str, bytes]) -> None:
+    """asr_engine picks the engine and its packaged model: English words from pocketsphinx by default,
+    Korean from vosk when CLOUDBANK_ASR_ENGINE=vosk; a bad engine or language stops start-up."""
+    from cloudbank.platform.config import load_config
+    from cloudbank.video.asr import VoskEngine, load_engine
+    from cloudbank.video.sphinx import SphinxEngine
+
+    english = load_engine(load_config(environ={}))
+    assert isinstance(english, SphinxEngine) and (english.name, english.language) == ("pocketsphinx", "en-us")
+    result = recognise(english.recognizer(), english_speech_16k["thanks"])
+    assert result is not None and result.text == "thank you for waiting"
+
+    korean = load_engine(load_config(environ={"CLOUDBANK_ASR_ENGINE": "vosk"}))
+    assert isinstance(korean, VoskEngine) and (korean.name, korean.language) == ("vosk", "ko")
+    result = recognise(korean.recognizer(json.loads(grammar)), korean_speech_16k["계좌"])
+    assert result is not None and result.text == "계좌"
+
+    with pytest.raises(ConfigError, match="asr_engine.*CLOUDBANK_ASR_ENGINE.*pocketsphinx, vosk"):
+        load_config(environ={"CLOUDBANK_ASR_ENGINE": "kaldi"})
+    with pytest.raises(ConfigError, match="asr_language.*only packaged vosk model is Korean"):
+        load_engine(load_config(environ={"CLOUDBANK_ASR_ENGINE": "vosk", "CLOUDBANK_ASR_LANGUAGE": "zh-CN"}))
+
+
+async def test_a_vosk_model_needs_the_vosk_setting(config: Config, vosk_model: Any) -> None:
+    with pytest.raises(ConfigError, match="asr_engine.*set asr_engine=vosk"):
+        async with asr_service(config, model=vosk_model):
+            pass

