@@ -137,7 +137,7 @@ async def test_kiosk_screen_idle_playlist_then_a_call(
             session_id, grant = await teller.accept_next(timeout=30)
             call = Call(grant, synthetic(44), ice_addresses=["127.0.0.1"])
             await call.join()
-            await expect(page.get_by_test_id("call-state")).to_have_text("connected", timeout=20_000)
+            await expect(page.get_by_test_id("call-state")).to_have_attribute("data-state", "connected", timeout=20_000)
             await call.wait_for(lambda: call.remote.frames["video"] >= 15, 30)
             stamp = None
             for _ in range(100):

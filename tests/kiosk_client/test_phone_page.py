@@ -95,7 +95,7 @@ async def test_phone_call_with_a_teller_both_sides_decode_video(
     try:
         await call.join()
         await expect(page.get_by_test_id("screen-call")).to_be_visible()
-        await expect(page.get_by_test_id("call-state")).to_have_text("connected", timeout=20_000)
+        await expect(page.get_by_test_id("call-state")).to_have_attribute("data-state", "connected", timeout=20_000)
         # The teller decodes Chromium's fake camera ...
         await call.wait_for(lambda: call.remote.frames["video"] >= 20, 30)
         assert call.remote.last_video.width > 0
@@ -152,7 +152,7 @@ async def test_phone_call_with_a_teller_both_sides_decode_video(
         frames_before = call.remote.frames["video"]
         await page.evaluate("() => window.cloudbankPhone.call.ws.close()")
         await page.wait_for_function("() => window.cloudbankPhone.call.rejoins === 1")
-        await expect(page.get_by_test_id("call-state")).to_have_text("connected", timeout=20_000)
+        await expect(page.get_by_test_id("call-state")).to_have_attribute("data-state", "connected", timeout=20_000)
         await call.wait_for(lambda: call.remote.frames["video"] > frames_before + 20, 30)
         assert call.state == "connected" and call.rejoins == 0   # the teller's side never noticed
 
@@ -187,7 +187,7 @@ async def test_the_customer_reads_plain_words_from_queue_to_hang_up(
     await expect(page.get_by_test_id("queue-next")).to_be_visible()
     await expect(page.get_by_test_id("queue-line")).to_be_hidden()
     session_id, grant = await teller.accept_next(timeout=30)
-    await expect(page.get_by_test_id("call-state")).to_have_text("connected", timeout=20_000)
+    await expect(page.get_by_test_id("call-state")).to_have_attribute("data-state", "connected", timeout=20_000)
     call = Call(grant, synthetic(TELLER_SOURCE), ice_addresses=["127.0.0.1"])
     try:
         await call.join()
@@ -196,7 +196,7 @@ async def test_the_customer_reads_plain_words_from_queue_to_hang_up(
                 break
             await page.wait_for_timeout(50)
         assert await page.evaluate(READ_STAMP)
-        await expect(page.get_by_test_id("call-state")).to_have_text("connected")
+        await expect(page.get_by_test_id("call-state")).to_have_attribute("data-state", "connected")
         # A signature request still open when the call ends goes away with the call.
         await teller.push(session_id, {"kind": "signature_request", "title": "Sign here"})
         await expect(page.get_by_test_id("push-overlay")).to_be_visible()

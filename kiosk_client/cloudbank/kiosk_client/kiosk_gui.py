@@ -1,13 +1,13 @@
 """The kiosk's screen: a local web page served on loopback only, opened in the kiosk's browser.
 
-The page (kiosk_static/, plain ES modules, sharing the phone page's modules under /shared/) shows
-the cached playlist when idle, the service picker, the queue, the call, pushed forms, the
-signature pad and the ID card as read. The device credential never leaves this process: the page
-calls the platform through `/api/...` here, which forwards an allow-listed set of customer calls
-with the device token, and reads its events through `/events`, a socket this app relays from the
-platform's. The video node's signalling is reached directly with the per-call join token (short
-lived, scoped to one session). Requests from another origin (a page elsewhere trying to use this
-kiosk's credential) are refused.
+The page (kiosk_static/, plain ES modules, sharing the phone page's modules under /shared/ and
+the browser apps' common ones under /common/) shows the cached playlist when idle, the service
+picker, the queue, the call, pushed forms, the signature pad and the ID card as read. The device
+credential never leaves this process: the page calls the platform through `/api/...` here, which
+forwards an allow-listed set of customer calls with the device token, and reads its events
+through `/events`, a socket this app relays from the platform's. The video node's signalling is
+reached directly with the per-call join token (short lived, scoped to one session). Requests from
+another origin (a page elsewhere trying to use this kiosk's credential) are refused.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cloudbank.kiosk_client.errors import KioskError, PlatformError, PlaylistErr
 from cloudbank.kiosk_client.kiosk_app import Kiosk
 from cloudbank.kiosk_client.phone_app import page_policy
 from cloudbank.platform.service import Handler
+from cloudbank.platform.static_files import COMMON
 
 STATIC = Path(__file__).parent / "kiosk_static"
 SHARED = Path(__file__).parent / "phone_static"
@@ -45,6 +46,7 @@ ALLOWED = [
 ]
 MAX_BODY = 1024 * 1024
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
 
 def _kiosk(request: web.Request) -> Kiosk:
@@ -123,8 +125,12 @@ async def proxy(request: web.Request) -> web.Response:
         if not isinstance(raw, dict):
             return web.json_response({"error": "bad_request", "message": "send a JSON object"}, status=400)
         body = raw
+    url = kiosk.client.url(path)
+    lang = request.query.get("lang", "")
+    if path == "services" and LANG.match(lang):  # the service names in the screen's language
+        url += f"?lang={lang}"
     try:
-        status, answer = await kiosk.client.exchange(request.method, kiosk.client.url(path), body)
+        status, answer = await kiosk.client.exchange(request.method, url, body)
     except PlatformError as exc:
         return web.json_response(exc.body or {"error": exc.code, "message": exc.message},
                                  status=exc.status if exc.status >= 400 else 502)
@@ -197,6 +203,7 @@ def create_gui_app(kiosk: Kiosk) -> web.Application:
     app.router.add_route("*", "/api/{path:.*}", proxy)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
     app.router.add_static("/shared/", SHARED, show_index=False, follow_symlinks=False)
+    app.router.add_static("/common/", COMMON, show_index=False, follow_symlinks=False)  # i18n.js
     return app
 
 

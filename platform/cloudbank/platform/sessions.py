@@ -299,9 +299,16 @@ class Sessions:
         await self.app[AUDIT].append(teller_id, "session.started", f"session:{session_id}", {
             "ticket": ticket_id, "service": service, "customer": customer, "node": node.id})
         await events.publish(self.redis, customer, {
-            "type": "session.started", "session": session.public(),
+            "type": "session.started", "session": session.public(), "teller_name": await self._name(teller_id),
             "video": self.video(session_id, node, customer, "customer")})
         return {"session": session.public(), "video": self.video(session_id, node, teller_client, "teller")}
+
+    async def _name(self, user_id: str) -> str:
+        """Who the customer talks to, as their screen names them: the display name, never the username."""
+        try:
+            return (await Directory(self.engine).get_user(user_id)).display_name
+        except NotFound:
+            return ""
 
     async def join(self, session_id: str, claims: Claims) -> dict[str, Any]:
         """A fresh join token for a party. When the session's node died, the call moves to a live

@@ -5,18 +5,21 @@
 
 import { Api, ApiError, wsUrl } from "../shared/js/api.js";
 import { $, CustomerCall } from "../shared/js/customer_call.js";
+import { resetLanguage, say } from "../shared/js/i18n.js";
 
 const friendly = (err) => (err instanceof ApiError || (err && err.message) ? err.message : String(err));
 const state = { playlist: [], playing: 0, config: null };
 const visit = new CustomerCall({
   friendly,
-  onShow: (screen) => { if (screen === "idle") playNext(); else stopPlaylist(); },
+  // Back to idle, the screen is the next customer's: in the kiosk's own language again.
+  onShow: (screen) => { if (screen === "idle") { resetLanguage(); playNext(); } else stopPlaylist(); },
   // A visit left from elsewhere while still waiting ends here too.
-  onTicket: (ticket) => { if (ticket.state === "abandoned" && !visit.call) visit.finish("You left the queue."); },
+  onTicket: (ticket) => { if (ticket.state === "abandoned" && !visit.call) visit.finish("done.left_queue"); },
   onFinish: () => {
     // The card shown belongs to this customer: the next one must not see it.
     $("id-card-preview").hidden = true;
     $("id-card-preview").removeAttribute("src");
+    delete $("id-card-status").dataset.i18n;
     $("id-card-status").textContent = "";
     visit.ticket = null;
     visit.sessionId = null;
@@ -39,7 +42,7 @@ function stopPlaylist() {
 function playNext() {
   clearTimeout(playTimer);
   const box = $("playlist");
-  if (!state.playlist.length) { box.textContent = "Welcome"; return; }
+  if (!state.playlist.length) { box.replaceChildren(say(document.createElement("span"), "idle.welcome")); return; }
   const item = state.playlist[state.playing % state.playlist.length];
   state.playing += 1;
   let node;
@@ -97,16 +100,17 @@ $("read-id-card").addEventListener("click", async () => {
     img.src = body.data_url;
     img.hidden = false;
     if (!visit.sessionId) return;
-    status.textContent = "Sending your ID card to the teller...";
+    say(status, "id_card.sending");
     const sent = await fetch("id-card/send", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ session_id: visit.sessionId }),
     });
     const answer = await sent.json();
     if (!sent.ok) throw new Error(answer.message || "the card could not be sent");
-    status.textContent = "Your ID card was sent to the teller.";
+    say(status, "id_card.sent");
     status.dataset.sha256 = answer.id_card.sha256;
   } catch (err) {
+    delete status.dataset.i18n;
     status.textContent = "";
     error(friendly(err));
   }

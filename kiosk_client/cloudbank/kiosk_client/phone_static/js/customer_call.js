@@ -2,18 +2,36 @@
 // list, the ticket's place in the queue, the call, pushed forms and signatures one at a time, hang-up
 // and the end screen. Each page configures what is its own (how its errors read, what else a screen
 // change, a ticket update or the end of a visit means to it, the events only it handles).
+// In the call the customer sees that it is recorded, who the teller is, how long it has lasted, and
+// can mute the microphone or turn the camera off. Every text follows the language switch.
 
 import { VideoCall } from "./call.js";
 import { showPush } from "./push.js";
+import { language, mountLanguageSwitch, onLanguageChange, say, t } from "./i18n.js";
 
 export const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 
 const CAMERA = { audio: true, video: { width: 640, height: 480 } };
 
+/** The forecast wait as the customer reads it ("-" when there is none). */
 export function formatWait(seconds) {
   if (seconds === undefined || seconds === null) return "-";
   const s = Math.max(0, Math.round(seconds));
-  return s < 60 ? `${s} s` : `${Math.round(s / 60)} min`;
+  return s < 60 ? t("wait.seconds", { n: s }) : t("wait.minutes", { n: Math.round(s / 60) });
+}
+
+/** "m:ss" (or "h:mm:ss") for the call timer. */
+export function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
+}
+
+/** A service's name in the page's language (the catalogue's translation, else its English name). */
+export function serviceName(svc) {
+  return (svc.names && svc.names[language()]) || svc.name || svc.code;
 }
 
 export class CustomerCall {
@@ -23,14 +41,21 @@ export class CustomerCall {
   constructor({ api = null, friendly, onShow = () => {}, onTicket = () => {}, onFinish = () => {}, onEvent = () => {} }) {
     Object.assign(this, { api, friendly, onShow, onTicket, onFinish, onOtherEvent: onEvent });
     Object.assign(this, { events: null, ticket: null, sessionId: null, call: null, localStream: null,
-      pushes: [], showingPush: false, screen: null });
+      pushes: [], showingPush: false, screen: null, services: [], pick: null, connectedAt: null, timer: null });
     $("leave-queue").addEventListener("click", async () => {
-      try { await this.api.request("DELETE", `tickets/${this.ticket.id}`); this.finish("You left the queue."); }
+      try { await this.api.request("DELETE", `tickets/${this.ticket.id}`); this.finish("done.left_queue"); }
       catch (err) { this.error(this.friendly(err)); }
     });
     $("hang-up").addEventListener("click", () => {
       if (this.sessionId) this.api.request("POST", `sessions/${this.sessionId}/end`).catch(() => {});
-      this.endCall("You ended the call.");
+      this.endCall("done.you_hung_up");
+    });
+    $("mute").addEventListener("click", () => this.setMuted($("mute").getAttribute("aria-pressed") !== "true"));
+    $("camera").addEventListener("click", () => this.setCameraOff($("camera").getAttribute("aria-pressed") !== "true"));
+    mountLanguageSwitch();
+    onLanguageChange(() => {
+      if (this.services.length) this.renderServices();
+      if (this.ticket) $("queue-wait").textContent = formatWait(this.ticket.estimated_wait_s);
     });
   }
 
@@ -46,24 +71,34 @@ export class CustomerCall {
   startEvents() {
     if (this.events) return;
     this.events = this.api.events((event) => this.onEvent(event), {
-      onState: (s) => { $("connection").textContent = s === "open" ? "" : s; },
+      onState: (s) => {
+        const conn = $("connection");
+        if (s === "open") { delete conn.dataset.i18n; conn.textContent = ""; }
+        else say(conn, `conn.${s}`);
+      },
     });
   }
 
-  // One button per service the platform offers; a press calls `pick(code)`.
+  // One button per service the platform offers, named in the page's language; a press calls `pick(code)`.
   async listServices(pick) {
-    const { services } = await this.api.request("GET", "services");
+    const { services } = await this.api.request("GET", `services?lang=${language()}`);
+    this.services = services;
+    this.pick = pick;
+    this.renderServices();
+    this.show("services");
+  }
+
+  renderServices() {
     const list = $("service-list");
     list.replaceChildren();
-    for (const svc of services) {
+    for (const svc of this.services) {
       const b = document.createElement("button");
       b.type = "button";
       b.dataset.testid = `service-${svc.code}`;
-      b.textContent = svc.name;
-      b.addEventListener("click", () => pick(svc.code));
+      b.textContent = serviceName(svc);
+      b.addEventListener("click", () => this.pick(svc.code));
       list.append(b);
     }
-    this.show("services");
   }
 
   // Throws what the platform refused; the page decides what a refusal means to it.
@@ -92,7 +127,7 @@ export class CustomerCall {
       case "session.started": this.startCall(event).catch((err) => this.error(this.friendly(err))); break;
       case "video.rejoin": if (this.call) this.call.moveTo(event.video); break;
       case "push": this.pushes.push(event); this.nextPush(); break;
-      case "session.ended": this.endCall("The call has ended. Thank you."); break;
+      case "session.ended": this.endCall("done.call_ended"); break;
       default: this.onOtherEvent(event); break;
     }
   }
@@ -103,17 +138,68 @@ export class CustomerCall {
     $("local-video").srcObject = this.localStream;
   }
 
+  // -- in the call ------------------------------------------------------------------------------
+
+  /** The microphone off (the teller hears silence) or back on. */
+  setMuted(muted) {
+    for (const track of this.localStream ? this.localStream.getAudioTracks() : []) track.enabled = !muted;
+    const b = $("mute");
+    b.setAttribute("aria-pressed", String(muted));
+    say(b, muted ? "call.unmute" : "call.mute");
+    $("muted-note").hidden = !muted;
+  }
+
+  /** The camera off (the teller sees black) or back on. */
+  setCameraOff(off) {
+    for (const track of this.localStream ? this.localStream.getVideoTracks() : []) track.enabled = !off;
+    const b = $("camera");
+    b.setAttribute("aria-pressed", String(off));
+    say(b, off ? "call.camera_on" : "call.camera_off");
+    $("camera-off-note").hidden = !off;
+    $("local-video").classList.toggle("off", off);
+  }
+
+  showCallState(s) {
+    const el = $("call-state");
+    el.dataset.state = s;
+    say(el, `call.state.${s}`);
+    // The timer runs from when the call first connected (a rejoin does not restart it).
+    if (s === "connected" && this.connectedAt === null) {
+      this.connectedAt = Date.now();
+      this.timer = setInterval(() => this.tick(), 1000);
+      this.tick();
+    }
+  }
+
+  tick() {
+    if (this.connectedAt !== null) $("call-timer").textContent = clock((Date.now() - this.connectedAt) / 1000);
+  }
+
+  stopTimer() {
+    clearInterval(this.timer);
+    this.timer = null;
+    this.connectedAt = null;
+  }
+
   async startCall(event) {
     const session = event.session || {};
     this.sessionId = typeof session === "object" ? session.id : session;
+    // A transferred call's next leg starts afresh: the new teller's name, the timer from its start.
+    this.stopTimer();
+    $("call-timer").textContent = clock(0);
+    if (event.teller_name) say($("teller-name"), "call.teller", { name: event.teller_name });
+    else say($("teller-name"), "call.teller_joining");
     this.show("call");
     await this.openCamera();
+    this.setMuted(false);
+    this.setCameraOff(false);
     const join = async () => (await this.api.request("POST", `sessions/${this.sessionId}/join`)).video;
+    if (this.call) this.call.leave();
     this.call = new VideoCall({
       grant: event.video || (await join()), localStream: this.localStream, refresh: join,
       onRemoteStream: (stream) => { const v = $("remote-video"); if (v.srcObject !== stream) v.srcObject = stream; },
       onState: (s) => {
-        $("call-state").textContent = s;
+        this.showCallState(s);
         // Media is up: the session becomes active (idempotent after a rejoin).
         if (s === "connected") this.api.request("POST", `sessions/${this.sessionId}/activate`).catch(() => {});
       },
@@ -121,38 +207,40 @@ export class CustomerCall {
     await this.call.join();
   }
 
-  // Pushes show one at a time, in the order they came.
+  // Pushes show one at a time, in the order they came, beside the teller's video (never over it).
   async nextPush() {
     if (this.showingPush || !this.pushes.length) return;
     this.showingPush = true;
     const push = this.pushes.shift();
-    const overlay = $("push-overlay");
+    const panel = $("push-overlay");
     try {
-      const answer = await showPush(overlay, push);
+      const answer = await showPush(panel, push);
       await this.api.request("POST", `sessions/${push.session_id || this.sessionId}/responses`,
         { push_id: push.push_id, ...answer });
     } catch (err) { this.error(this.friendly(err)); }
-    overlay.hidden = true;
-    overlay.replaceChildren();
+    panel.hidden = true;
+    panel.replaceChildren();
     this.showingPush = false;
     this.nextPush();
   }
 
-  endCall(message) {
+  endCall(key) {
     if (this.call) this.call.leave();
     this.call = null;
-    this.finish(message);
+    this.finish(key);
   }
 
-  finish(message) {
-    $("done-message").textContent = message;
+  /** The end screen with the string `key` (the visit is over: its call, form and camera go). */
+  finish(key) {
+    say($("done-message"), key);
+    this.stopTimer();
     // A form or signature still open belongs to the call that ended: close it, and let the next
     // call's pushes show (the unanswered one would otherwise block them).
     this.pushes.length = 0;
     this.showingPush = false;
     $("push-overlay").hidden = true;
     $("push-overlay").replaceChildren();
-    if (this.localStream) for (const t of this.localStream.getTracks()) t.stop();
+    if (this.localStream) for (const track of this.localStream.getTracks()) track.stop();
     this.localStream = null;
     this.onFinish();
     this.show("done");

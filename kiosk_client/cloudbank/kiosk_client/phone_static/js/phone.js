@@ -5,15 +5,17 @@
 
 import { Api, ApiError, wsUrl } from "./api.js";
 import { $, CustomerCall } from "./customer_call.js";
+import { t } from "./i18n.js";
 
 const TOKEN_KEY = "cloudbank.phone.token";
-const CALLBACK_BOOKED = "We will call you back. You can close this page.";
+const CALLBACK_BOOKED = "done.callback_booked";
 
 function friendly(err) {
   if (err instanceof ApiError) {
     // The platform's messages are written for developers ("phone must be a number of 6-15 digits").
-    if (err.body.field === "phone") return "Enter your mobile number: 6 to 15 digits, for example +82 10 1234 5678.";
-    const m = String(err.message || "Something went wrong. Please try again.");
+    if (err.body.field === "phone") return t("verify.bad_number");
+    if (err.code === "unreachable") return t("error.unreachable");
+    const m = String(err.message || t("error.generic"));
     return m.charAt(0).toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? "" : ".");
   }
   return err && err.message ? err.message : String(err);
@@ -28,7 +30,7 @@ const visit = new CustomerCall({
     $("callback-offer").hidden = !offered;
     $("book-callback").hidden = !offered;
     if (ticket.state === "callback") visit.finish(CALLBACK_BOOKED);
-    else if (ticket.state === "abandoned") visit.finish("You left the queue.");
+    else if (ticket.state === "abandoned") visit.finish("done.left_queue");
   },
   onEvent: (event) => {
     switch (event.type) {

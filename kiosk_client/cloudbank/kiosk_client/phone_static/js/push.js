@@ -2,6 +2,7 @@
 // customer's answer as the platform takes it: { answer: "accept" | "decline", values?, signature? }.
 
 import { SignaturePad } from "./signature.js";
+import { say, t } from "./i18n.js";
 
 function el(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
@@ -38,7 +39,7 @@ function formFields(fields) {
     const values = {};
     for (const [f, input] of inputs) {
       const v = f.kind === "checkbox" ? (input.checked ? "true" : "") : input.value.trim();
-      if (f.required && !v) throw new Error(`Please fill in "${f.label || f.name}".`);
+      if (f.required && !v) throw new Error(t("push.fill_in", { field: f.label || f.name }));
       if (v) values[f.name] = v;
     }
     return values;
@@ -51,12 +52,13 @@ export function showPush(container, push) {
   container.replaceChildren();
   container.hidden = false;
   const card = el("section", { class: "push", "data-testid": "push", "data-kind": push.kind || "" });
-  card.append(el("h2", { "data-testid": "push-title" }, push.title || "From your teller"));
+  const title = el("h2", { "data-testid": "push-title" }, push.title);
+  if (!push.title) say(title, "push.from_teller");
+  card.append(title);
   let pad = null;
   if (push.kind === "document" && push.url) {
-    const link = el("a", { href: push.url, target: "_blank", rel: "noopener", "data-testid": "push-document" },
-      "Open the document");
-    card.append(link);
+    const link = el("a", { href: push.url, target: "_blank", rel: "noopener", "data-testid": "push-document" });
+    card.append(say(link, "push.open_document"));
   }
   if (push.text) card.append(el("p", { "data-testid": "push-text" }, push.text));
   let readValues = null;
@@ -67,17 +69,17 @@ export function showPush(container, push) {
   }
   if (push.kind === "signature_request") {
     const canvas = el("canvas", { width: "480", height: "180", class: "signature", "data-testid": "signature-pad" });
-    card.append(el("p", {}, "Sign with your finger in the box:"), canvas);
+    card.append(say(el("p", {}), "push.sign_here"), canvas);
     pad = new SignaturePad(canvas);
-    const clear = el("button", { type: "button", "data-testid": "signature-clear", class: "secondary" }, "Clear");
+    const clear = say(el("button", { type: "button", "data-testid": "signature-clear", class: "secondary" }), "push.clear");
     clear.addEventListener("click", () => pad.clear());
     card.append(clear);
   }
   const error = el("p", { class: "error", "data-testid": "push-error", role: "alert" });
   const actions = el("div", { class: "actions" });
-  const confirmLabel = push.kind === "document" ? "I have read it" : push.kind === "signature_request" ? "Sign" : "Confirm";
-  const confirm = el("button", { type: "button", "data-testid": "push-confirm" }, confirmLabel);
-  const decline = el("button", { type: "button", "data-testid": "push-decline", class: "secondary" }, "Decline");
+  const confirmLabel = push.kind === "document" ? "push.read" : push.kind === "signature_request" ? "push.sign" : "push.confirm";
+  const confirm = say(el("button", { type: "button", "data-testid": "push-confirm" }), confirmLabel);
+  const decline = say(el("button", { type: "button", "data-testid": "push-decline", class: "secondary" }), "push.decline");
   actions.append(confirm, decline);
   card.append(error, actions);
   container.append(card);
@@ -87,7 +89,7 @@ export function showPush(container, push) {
       try {
         if (readValues) answer.values = readValues();
         if (pad) {
-          if (pad.empty) throw new Error("Please sign first.");
+          if (pad.empty) throw new Error(t("push.sign_first"));
           answer.signature = pad.dataUrl();
         }
       } catch (err) { error.textContent = err.message; return; }
