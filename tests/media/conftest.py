@@ -1,14 +1,20 @@
 """Fixtures for the media platform's tests: the platform and media apps composed as `cloudbank up`
 composes them (build_root), people who sign in through the real `POST /api/login`, real sample
-files of every allowed type (encoded with OpenCV and PyAV), and real call recordings written by the
-video node's own Recorder and `finish_recording` from VP8 packets of aiortc's encoder."""
+files of every allowed type (encoded with OpenCV and PyAV), real call recordings written by the
+video node's own Recorder and `finish_recording` from VP8 packets of aiortc's encoder, and real calls
+(`call_deployment`, `real_call`): platform, media and video on a real socket, two aiortc peers
+(customer and teller) that join the video node and send stamped video and a tone, recorded by the
+node exactly as in production."""
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import io
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -30,6 +37,7 @@ from cloudbank.platform.records import create_engine, migrate, sessions
 from cloudbank.platform.server import build_root
 from cloudbank.video.packets import TrackInfo
 from cloudbank.video.recorder import Recorder, finish_recording, recording_folder
+from cloudbank.video.testing_peers import Peer, join_token
 
 PASSWORD = "correct-horse-battery"
 PEOPLE = (("admin1", "admin", []), ("admin2", "admin", []), ("super1", "supervisor", []),
@@ -241,3 +249,90 @@ def record_into() -> Callable[..., Awaitable[Path]]:
             await engine.dispose()
 
     return go
+
+
+# -- real calls through a video node -----------------------------------------------------------
+
+CALL_NODE = "media-test-node"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    url: str
+    config: Config
+    ids: dict[str, str]  # username -> user id
+
+
+@asynccontextmanager
+async def deployment(config: Config, people: tuple[tuple[str, str, str], ...]) -> AsyncIterator[Deployment]:
+    """platform + media + video on one port; `people` are (username, role, display name)."""
+    port = free_port()
+    config = config.with_(port=port, video_node_id=CALL_NODE, recording_segment_s=1.0, asr_pool_size=0,
+                          video_drain_s=1.0)
+    engine = create_engine(config.effective_database_url)
+    await migrate(engine)
+    directory = Directory(engine)
+    await directory.ensure_branch("demo", "Demo Branch")
+    ids = {}
+    for username, role, display in people:
+        user, _ = await directory.add_user(username, role, display_name=display, password=PASSWORD)
+        ids[username] = user.id
+    await engine.dispose()
+    runner = web.AppRunner(build_root(config, ["platform", "media", "video"]), access_log=None,
+                           shutdown_timeout=3.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield Deployment(config.base_url, config, ids)
+    finally:
+        await runner.cleanup()
+
+
+async def real_call(dep: Deployment, session_id: str, teller_id: str, *, seconds: float = 3.0,
+                    service: str = "deposit", teller_media: bool = True) -> None:
+    """A call of about `seconds` through the deployment's video node, recorded by it. With
+    `teller_media=False` the teller's media never connects (only the customer is recorded)."""
+    engine = create_engine(dep.config.effective_database_url)
+    try:
+        now = time.time()
+        async with engine.begin() as conn:
+            await conn.execute(sessions.insert().values(
+                id=session_id, ticket_id=f"t-{session_id}", service=service, customer="device:k1",
+                teller_id=teller_id, state="active", created_at=now))
+        ws = f"{dep.url}/video/ws"
+        customer = Peer("customer", source=1)
+        teller = Peer("teller", source=2)
+        await customer.join(ws, await join_token(engine, session_id, "customer", CALL_NODE, sub="device:k1"))
+        if teller_media:
+            await teller.join(ws, await join_token(engine, session_id, "teller", CALL_NODE, sub=f"user:{teller_id}"))
+        await asyncio.sleep(seconds)
+        await customer.close()
+        if teller_media:
+            await teller.close()
+        async with engine.begin() as conn:
+            await conn.execute(sessions.update().where(sessions.c.id == session_id)
+                               .values(state="closed", ended_at=time.time()))
+    finally:
+        await engine.dispose()
+
+
+CALL_PEOPLE = (("admin1", "admin", "Admin One"), ("tlee", "teller", "Teresa Lee"), ("bkim", "teller", "Bora Kim"))
+
+
+@pytest.fixture
+async def call_deployment(config: Config) -> AsyncIterator[Deployment]:
+    """platform + media + video on a real port, with admin1 and the tellers tlee (Teresa Lee) and bkim."""
+    async with deployment(config, CALL_PEOPLE) as dep:
+        yield dep
+
+
+@pytest.fixture
+def make_call() -> Callable[..., Awaitable[None]]:
+    """`await make_call(dep, session_id, teller_id, seconds=..., teller_media=...)`: see real_call."""
+    return real_call

@@ -259,14 +259,16 @@ async def test_recordings_devices_and_retention_in_the_console(deployment: tuple
             await page.get_by_test_id("search-session").fill("console")
             await page.get_by_test_id("search-submit").click()
             await page.get_by_test_id("recording-console-call").get_by_test_id("recording-open").click()
-            await page.locator("[data-testid^='play-customer-video']").first.click()
-            video = page.get_by_test_id("segment-video")
+            await page.get_by_test_id("player-play").click()
+            video = page.get_by_test_id("player-video-customer")
             await expect(video).to_be_visible()
             await page.wait_for_function(
-                "() => { const v = document.querySelector('[data-testid=segment-video]');"
+                "() => { const v = document.querySelector('[data-testid=player-video-customer]');"
                 " return v && v.readyState >= 2 && v.videoWidth === 160; }", timeout=10_000)
             await page.get_by_test_id("verify-recording").click()
+            # Its hashes match, but this recording holds the customer's video only: incomplete.
             await expect(page.get_by_test_id("verify-result")).to_have_attribute("data-ok", "true")
+            await expect(page.get_by_test_id("verify-result")).to_have_attribute("data-status", "incomplete")
             assert errors == [], errors
         finally:
             await browser.close()

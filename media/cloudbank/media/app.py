@@ -5,8 +5,10 @@
     /api/items, /api/blobs/<sha>, /api/branches, /api/playlists/..., /api/kiosk/playlist   media_api
     /api/recordings/..., /api/settings, /api/retention/purge                              recordings_api
 
-A housekeeping task indexes new recordings and runs the retention purge every few minutes; on
-several media nodes each does it, and the catalogue's conditional updates keep that idempotent.
+Recordings are indexed as they finish (`indexer`: the audit chain's `recording.finished` records,
+followed about once a second); a housekeeping task also indexes any it missed and runs the retention
+purge every few minutes. On several media nodes each does it, and the catalogue's conditional
+updates keep that idempotent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cloudbank.media import media_api, recordings_api
+from cloudbank.media.indexer import FinishedRecordings
 from cloudbank.media.recordings import RecordingsCatalogue
 from cloudbank.media.retention import purge_expired
 from cloudbank.platform.config import Config
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 HOUSEKEEPING_INTERVAL_S = 300.0
 HOUSEKEEPING = web.AppKey("media_housekeeping", asyncio.Task[None])
+FOLLOWER = web.AppKey("media_recordings_follower", asyncio.Task[None])
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'none'",
@@ -69,11 +73,16 @@ async def _housekeeping_loop(app: web.Application) -> None:
 
 
 async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
+    # Where the audit chain ends now, before the first scan: nothing finishing in between is missed.
+    follower = FinishedRecordings(app[ENGINE], RecordingsCatalogue(app[ENGINE], app[CONFIG].data))
+    await follower.start()
     app[HOUSEKEEPING] = asyncio.create_task(_housekeeping_loop(app), name="media-housekeeping")
+    app[FOLLOWER] = asyncio.create_task(follower.follow(), name="media-recordings-follower")
     yield
-    app[HOUSEKEEPING].cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await app[HOUSEKEEPING]
+    for key in (FOLLOWER, HOUSEKEEPING):
+        app[key].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app[key]
 
 
 @web.middleware

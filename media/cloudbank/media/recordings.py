@@ -33,9 +33,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cloudbank.media.completeness import missing_tracks, status
 from cloudbank.platform.audit import AuditChain, AuditRecord, file_sha256, record_hash
 from cloudbank.platform.errors import BadRequest, Conflict, NotFound
-from cloudbank.platform.records import recordings, sessions
+from cloudbank.platform.records import recordings, sessions, users
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Recording:
     state: str  # available | purged
     indexed_at: float
     purged_at: float | None
+    missing: list[str] = field(default_factory=list)  # "<party> <kind>" tracks the recording lacks
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +96,9 @@ class VerifyReport:
     files: list[FileCheck]
     audit_seq: int | None
     problems: list[str]
+    # ok is about integrity (every hash matches); a recording can be intact and still lack a party
+    missing: list[str] = field(default_factory=list)
+    status: str = "intact"  # intact | incomplete | tampered (see cloudbank.media.completeness)
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,7 +121,7 @@ def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 def _row(row: Any) -> Recording:
     return Recording(row.session_id, row.manifest_path, row.manifest_sha256, float(row.started_at), row.ended_at,
                      row.teller_id, row.service, json.loads(row.parties), int(row.files), int(row.bytes), row.state,
-                     float(row.indexed_at), row.purged_at)
+                     float(row.indexed_at), row.purged_at, list(json.loads(row.missing or "[]")))
 
 
 def _client_user(client_id: str | None) -> str | None:
@@ -170,7 +175,8 @@ class RecordingsCatalogue:
         async with self.engine.connect() as conn:
             known = {r.session_id: (r.manifest_sha256, r.state)
                      for r in (await conn.execute(sa.select(recordings.c.session_id, recordings.c.manifest_sha256,
-                                                            recordings.c.state))).all()}
+                                                            recordings.c.state, recordings.c.missing))).all()
+                     if r.missing is not None or r.state != "available"}  # NULL: indexed before v5
         for name in names:
             if only_new and name in known:
                 continue
@@ -185,6 +191,16 @@ class RecordingsCatalogue:
             await self._index(name, manifest, digest)
             result.indexed.append(name)
         return result
+
+    async def index_one(self, session_id: str) -> bool:
+        """Index one recording now (its manifest was just written); False when it has no readable manifest."""
+        try:
+            manifest, digest = await asyncio.to_thread(self._read_manifest, check_session_id(session_id))
+        except (OSError, ValueError, BadRequest) as exc:
+            log.warning("recordings: %s has no readable manifest (%s)", session_id, exc)
+            return False
+        await self._index(session_id, manifest, digest)
+        return True
 
     async def _index(self, session_id: str, manifest: dict[str, Any], digest: str) -> None:
         parties = {str(k)[:32]: str(v)[:128] for k, v in (manifest.get("parties") or {}).items()}
@@ -204,7 +220,7 @@ class RecordingsCatalogue:
                       manifest_sha256=digest, started_at=float(manifest.get("started_at") or 0.0),
                       ended_at=manifest.get("ended_at"), teller_id=teller, service=service,
                       parties=json.dumps(parties), files=len(files) + 1, bytes=total, state="available",
-                      indexed_at=time.time(), purged_at=None)
+                      indexed_at=time.time(), purged_at=None, missing=json.dumps(missing_tracks(manifest)))
         try:
             async with self.engine.begin() as conn:
                 row = (await conn.execute(sa.select(recordings.c.state)
@@ -234,8 +250,10 @@ class RecordingsCatalogue:
         query = sa.select(recordings).order_by(recordings.c.started_at.desc()).limit(limit)
         if session:
             query = query.where(recordings.c.session_id.startswith(session, autoescape=True))
-        if teller:
-            query = query.where(recordings.c.teller_id == teller)
+        if teller:  # a user id, or part of a teller's username or display name
+            named = sa.select(users.c.id).where(sa.or_(users.c.username.icontains(teller, autoescape=True),
+                                                       users.c.display_name.icontains(teller, autoescape=True)))
+            query = query.where(sa.or_(recordings.c.teller_id == teller, recordings.c.teller_id.in_(named)))
         if service:
             query = query.where(recordings.c.service == service)
         if since is not None:
@@ -319,8 +337,9 @@ class RecordingsCatalogue:
                 problems.append(f"{check.path}: {check.problem}")
         manifest_check = FileCheck(manifest_rel, manifest_sha is not None and manifest_sha == audited.get(manifest_rel),
                                    audited.get(manifest_rel), manifest_sha)
+        missing = missing_tracks(manifest)
         return VerifyReport(sid, not problems, manifest_sha, [manifest_check, *checks],
-                            record.seq if record is not None else None, problems)
+                            record.seq if record is not None else None, problems, missing, status(problems, missing))
 
     def _check_files(self, sid: str, expected: dict[str, tuple[str | None, str | None]]) -> list[FileCheck]:
         out = []

@@ -202,6 +202,9 @@ recordings = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("indexed_at", sa.Float, nullable=False),
     sa.Column("purged_at", sa.Float, nullable=True),
+    # JSON list of "<party> <kind>" tracks the call should have and the recording lacks (schema v5;
+    # NULL: indexed before v5, not known yet: the media platform indexes it again)
+    sa.Column("missing", sa.Text, nullable=True),
     sa.Index("ix_recordings_started_at", "started_at"),
     sa.Index("ix_recordings_teller", "teller_id"),
     sa.Index("ix_recordings_service", "service"),
@@ -236,7 +239,13 @@ def _v4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[media_items, playlists, playlist_versions, recordings, media_settings])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5_recordings_missing(conn: Connection) -> None:
+    """recordings.missing: the tracks a call's recording lacks (a fresh v4 table already has it)."""
+    if "missing" not in {c["name"] for c in sa.inspect(conn).get_columns("recordings")}:
+        conn.execute(sa.text("ALTER TABLE recordings ADD COLUMN missing TEXT"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5_recordings_missing]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -6,7 +6,9 @@
 Each track (one party's audio or video) is written to its own series of files of about
 `segment_s` seconds: `<party>-<kind>[-r<k>]-<n>.webm` (VP8, Opus; `-r<k>`: the k-th track of that
 party and kind, after a rejoin) or `.mkv` (H.264: WebM cannot hold it).
-A segment is written as `.part` and renamed when it is closed, so a crash loses at most the open
+Every file's timestamps start at 0; the manifest gives each segment's place on the call's timeline
+(`start_s`, seconds after the recording started, the same clock as the transcript's cue times) and
+its `duration_s`. A segment is written as `.part` and renamed when it is closed, so a crash loses at most the open
 segment and every `.webm`/`.mkv` is complete. Video segments
 start on a keyframe: when a segment is due the writer asks the party's sender for one (PLI) and
 rotates when it arrives. `finish_recording` closes everything and writes the manifest, whose files'
@@ -369,7 +371,9 @@ class TrackWriter:
     def _mux(self, frame: EncodedFrame, pts: int) -> None:
         assert self._segment is not None
         packet = av.Packet(frame.data)
-        packet.pts = packet.dts = pts
+        # Each file starts at 0: a segment's place on the call's timeline is its manifest's start_s.
+        # (Timeline pts in the file made a player show a segment 20-30 s as 30 s, the first 20 empty.)
+        packet.pts = packet.dts = pts - self._segment.first_pts
         packet.time_base = self.time_base
         packet.stream = self._stream
         packet.is_keyframe = frame.keyframe
@@ -542,6 +546,8 @@ async def finish_recording(recorder: Recorder, audit: AuditChain, data_root: Pat
             "first_frame_at": t.first_arrival, "last_frame_at": t.last_arrival,
             "segments": [{"path": rel(s.path), "sha256": hashes[s.path], "bytes": s.path.stat().st_size,
                           "frames": s.frames, "first_pts": s.first_pts, "last_pts": s.last_pts,
+                          "start_s": round(s.first_pts / t.info.clock_rate, 3),
+                          "duration_s": round((s.last_pts - s.first_pts) / t.info.clock_rate, 3),
                           "started_at": s.started_at, "ended_at": s.ended_at} for s in t.segments],
         } for t in recorder.tracks],
         "transcripts": [{"path": rel(p), "sha256": hashes[p]} for p in transcripts],

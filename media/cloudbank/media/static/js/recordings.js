@@ -1,8 +1,19 @@
-// Recordings: search by session, teller, service and date; view a call's manifest, play its
-// segments, verify its hashes against the manifest and the audit chain, export it as a zip.
-// Every one of these accesses is recorded in the audit chain by the server.
+// Recordings: search by session, teller (name, username or id), service and date; open a call in
+// one player (call_player.js) with its transcript, verify its hashes against the manifest and the
+// audit chain (intact, incomplete: a party's tracks missing, or tampered), export it as a zip.
+// Every one of these accesses is recorded in the audit chain by the server. Calls appear here as
+// they finish (the media platform indexes them then); "Rescan" is only for files copied in by hand.
 import { h, fill, bytes, when } from "./dom.js";
 import { t } from "./i18n.js";
+import { renderCallPlayer, parseTranscript } from "./call_player.js";
+
+/** "Teller's video missing" for each "<party> <kind>" a recording lacks. */
+export function missingText(missing) {
+  return (missing || []).map((m) => {
+    const [party, kind] = m.split(" ");
+    return t(`recordings.missing_${kind}`, { party: t(`party.${party}`) });
+  });
+}
 
 export function renderRecordings(root, ctx) {
   const inputs = {};
@@ -14,6 +25,7 @@ export function renderRecordings(root, ctx) {
   });
   const results = h("div", { testid: "recording-results" });
   const detail = h("div", { class: "detail", testid: "recording-detail" });
+  let player = null;
   const form = h("form", { class: "card row", testid: "recording-search" }, fields,
     h("button", { type: "submit", class: "primary", testid: "search-submit" }, t("recordings.search")),
     ctx.auth.role === "admin" ? h("button", { type: "button", testid: "rescan", onclick: rescan }, t("recordings.rescan")) : null);
@@ -33,48 +45,45 @@ export function renderRecordings(root, ctx) {
     try {
       const { recordings } = await ctx.media.get("recordings", query);
       fill(results, recordings.length === 0 ? h("p", { testid: "recording-empty" }, t("recordings.none")) :
-        h("table", { class: "grid" },
+        h("div", { class: "scroll-x" }, h("table", { class: "grid" },
           h("thead", {}, h("tr", {}, ["session", "started", "service", "teller", "size", "state", ""].map((k) =>
             h("th", {}, k ? t(`recordings.${k}`) : "")))),
           h("tbody", {}, recordings.map((r) => h("tr", { testid: `recording-${r.session_id}`, "data-state": r.state },
             h("td", {}, r.session_id), h("td", {}, when(r.started_at)), h("td", {}, r.service || "—"),
-            h("td", { title: r.teller_id || "" }, r.teller_name || r.teller_id || "—"), h("td", {}, bytes(r.bytes)), h("td", {}, t(`state.${r.state}`)),
+            h("td", { title: r.teller_id || "" }, r.teller_name || r.teller_id || "—"), h("td", {}, bytes(r.bytes)),
+            h("td", {}, t(`state.${r.state}`), (r.missing || []).length && r.state === "available"
+              ? h("div", { class: "bad", testid: "recording-missing" }, missingText(r.missing).join(" · ")) : null),
             h("td", {}, r.state === "available" ? h("button", { type: "button", testid: "recording-open",
-              onclick: () => open(r.session_id) }, t("recordings.open")) : null))))));
+              onclick: () => open(r.session_id) }, t("recordings.open")) : null)))))));
     } catch (err) { ctx.fail(err); }
   }
 
   async function open(sessionId) {
     try {
       const { recording, manifest } = await ctx.media.get(`recordings/${encodeURIComponent(sessionId)}`);
-      const report = h("div", { testid: "verify-report" });
-      const player = h("div", { class: "player", testid: "player" });
-      const files = [];
-      for (const track of manifest.tracks || []) {
-        for (const seg of track.segments || []) files.push({ label: `${track.party} ${track.kind}`, path: seg.path, bytes: seg.bytes });
-      }
-      for (const tr of manifest.transcripts || []) files.push({ label: t("recordings.transcript"), path: tr.path });
       const fileName = (path) => path.split("/").pop();
-      const play = (f) => {
-        const src = ctx.media.url(`recordings/${encodeURIComponent(sessionId)}/files/${encodeURIComponent(fileName(f.path))}`,
-          { token: ctx.auth.token });
-        fill(player, /\.(webm|mkv)$/.test(f.path) ? h("video", { src, controls: true, testid: "segment-video" })
-          : h("a", { href: src, target: "_blank", rel: "noopener", testid: "file-link" }, fileName(f.path)));
-      };
+      const src = (path) => ctx.media.url(`recordings/${encodeURIComponent(sessionId)}/files/${encodeURIComponent(fileName(path))}`,
+        { token: ctx.auth.token });
+      const report = h("div", { testid: "verify-report" });
+      const playerRoot = h("div", { class: "player", testid: "player" });
+      const missing = missingText(recording.missing);
+      const heading = h("h3", { tabindex: "-1" }, t("recordings.detail", { session: sessionId }));
+      if (player) player.destroy();
       fill(detail, h("section", { class: "card" },
-        h("h3", {}, t("recordings.detail", { session: sessionId })),
-        h("p", { class: "muted" }, `${when(manifest.started_at)} – ${when(manifest.ended_at)} · ${recording.service || "—"} · `
-          + Object.entries(manifest.parties || {}).map(([p, id]) => `${p}: ${id}`).join(", ")),
-        h("ul", { class: "files", testid: "recording-files" }, files.map((f) => h("li", {},
-          h("button", { type: "button", testid: `play-${fileName(f.path)}`, onclick: () => play(f) }, t("recordings.play")),
-          ` ${f.label} — ${fileName(f.path)}${f.bytes ? ` (${bytes(f.bytes)})` : ""}`))),
-        player,
+        heading,
+        h("p", { class: "muted" }, `${when(manifest.started_at)} – ${when(manifest.ended_at)} · ${recording.service || "—"}`),
+        missing.length ? h("p", { class: "bad", testid: "detail-missing" }, missing.join(" · ")) : null,
+        playerRoot,
         h("div", { class: "row" },
           h("button", { type: "button", class: "primary", testid: "verify-recording", onclick: async () => {
             try {
               const { report: r } = await ctx.media.post(`recordings/${encodeURIComponent(sessionId)}/verify`);
-              fill(report, h("p", { class: r.ok ? "ok" : "bad", testid: "verify-result", "data-ok": String(r.ok) },
-                r.ok ? t("recordings.verified_ok", { count: r.files.length }) : t("recordings.verified_bad")),
+              const status = r.status || (r.ok ? "intact" : "tampered");
+              const text = status === "intact" ? t("recordings.verified_ok", { count: r.files.length })
+                : status === "incomplete" ? t("recordings.verified_incomplete", { count: r.files.length, missing: missingText(r.missing).join(", ") })
+                  : t("recordings.verified_bad");
+              fill(report, h("p", { class: status === "intact" ? "ok" : status === "incomplete" ? "warn" : "bad",
+                testid: "verify-result", "data-ok": String(r.ok), "data-status": status }, text),
               h("ul", {}, r.problems.map((p) => h("li", { class: "bad" }, p))));
             } catch (err) { ctx.fail(err); }
           } }, t("recordings.verify")),
@@ -87,10 +96,23 @@ export function renderRecordings(root, ctx) {
             } catch (err) { ctx.fail(err); }
           } }, t("recordings.export")) : null),
         report));
+      // The transcript beside the player: the JSON when there is one (speaker names), else the WebVTT.
+      const transcripts = manifest.transcripts || [];
+      const chosen = transcripts.find((x) => x.path.endsWith(".json")) || transcripts.find((x) => x.path.endsWith(".vtt"));
+      let lines = [];
+      if (chosen) {
+        try {
+          const response = await ctx.media.raw("GET", `recordings/${encodeURIComponent(sessionId)}/files/${encodeURIComponent(fileName(chosen.path))}`);
+          lines = parseTranscript(await response.text(), chosen.path.endsWith(".json"));
+        } catch (err) { ctx.fail(err); }
+      }
+      player = renderCallPlayer(playerRoot, { manifest, src, transcript: lines });
+      detail.scrollIntoView({ block: "start" });
+      heading.focus({ preventScroll: true });
     } catch (err) { ctx.fail(err); }
   }
 
   form.addEventListener("submit", search);
-  fill(root, h("h2", {}, t("tab.recordings")), form, results, detail);
+  fill(root, h("h2", {}, t("tab.recordings")), form, detail, results);
   search();
 }
