@@ -74,7 +74,7 @@ async def test_push_a_form_and_a_signature_request_the_kiosk_answers(seat: Any, 
     assert push["kind"] == "form" and [f["name"] for f in push["fields"]] == ["account_name", "monthly_deposit"]
     await kiosk.client.respond(session_id, push["push_id"], "accept",
                                values={"account_name": "Kim", "monthly_deposit": "100"})
-    await expect(page.get_by_test_id("call-log")).to_contain_text("The customer answered: Open an account")
+    await expect(page.get_by_test_id("call-log")).to_contain_text("The customer confirmed: Open an account")
 
     await page.get_by_test_id("request-signature").click()
     await page.get_by_test_id("action-title").fill("Sign the account terms")

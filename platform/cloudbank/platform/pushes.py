@@ -32,12 +32,13 @@ from cloudbank.platform import events
 from cloudbank.platform.audit import file_sha256
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.service import AUDIT, CONFIG, REDIS, authenticate
-from cloudbank.platform.sessions import LIVE, PNG_MAGIC, PUSH_TTL_S, Session, Sessions, actor
+from cloudbank.platform.sessions import LIVE, PNG_MAGIC, Session, Sessions, actor
 from cloudbank.platform.tokens import Claims
 from cloudbank.platform.validation import limit, read_json
 
 routes = web.RouteTableDef()
 
+PUSH_TTL_S = 24 * 3600  # a call's pushes and answers outlive any call
 MAX_SIGNATURE_BYTES = 256 * 1024
 MAX_SIGNATURE_CHARS = 360_000  # base64 of MAX_SIGNATURE_BYTES plus the data URL prefix
 PUSH_ID_RE = re.compile(r"^[0-9a-f]{32}$")

@@ -9,6 +9,8 @@ import { QualityMeter } from "./quality.js";
 import { Transcript } from "./transcript.js";
 import { ActionPanel } from "./actions.js";
 import { IdCards } from "./id_cards.js";
+import { PushAnswers } from "./pushes.js";
+import { MediaProblem } from "./media_problem.js";
 
 /** Ask for the teller's camera and microphone; null (and a reason) when there are none. */
 export async function localMedia() {
@@ -40,7 +42,6 @@ export class CallScreen {
     this.onHold = false;
     this.ended = false;
     this.snapshots = new Set();
-    this.pushes = new Map();   // push id -> title, to name the answers
     this.activated = false;
   }
 
@@ -52,6 +53,7 @@ export class CallScreen {
       "aria-label": t("call.me") });
     this.local.muted = true;
     this.status = h("p", { class: "call-status", testid: "call-status", role: "status" }, t("call.connecting"));
+    this.problem = new MediaProblem(() => this.retryMedia());
     this.timer = h("span", { class: "timer", testid: "call-timer", "aria-label": t("call.timer") }, "0:00");
     this.qualityEl = h("p", { class: "quality", testid: "call-quality", "aria-live": "off" }, t("quality.title"));
     this.log = h("ul", { class: "call-log", testid: "call-log", "aria-live": "polite" });
@@ -60,6 +62,8 @@ export class CallScreen {
       onShown: (side) => this.note(t("call.id_card_received", { side })),
       onError: (message) => this.note(t("call.id_card_failed", { message }), "warn"),
     });
+    this.pushes = new PushAnswers(this.api, { startedAt: this.startedAt,
+      onError: (message) => this.note(t("pushes.failed", { message }), "warn") });
     this.transcript = new Transcript();
     const panelEl = h("div", { class: "panel-slot" });
     this.panel = new ActionPanel(panelEl, (path, body) => this.post(path, body).then((r) => this.afterAction(path, body, r)),
@@ -81,7 +85,7 @@ export class CallScreen {
           h("h1", { id: "call-title" }, t("call.title"), " · ", h("span", { testid: "call-service" }, s.service_name || s.service || "")),
           this.timer),
         h("div", { class: "videos" }, this.remote, this.local),
-        this.status, this.qualityEl,
+        this.status, this.problem.el, this.qualityEl,
         h("div", { class: "toolbar", role: "toolbar", "aria-label": t("call.title") },
           this.muteBtn, this.camBtn, this.holdBtn, this.snapBtn,
           action("push-form", "call.push_form"), action("push-document", "call.push_document"),
@@ -89,8 +93,9 @@ export class CallScreen {
           action("transfer", "call.transfer"), this.endBtn),
         this.log),
       // The side column keeps the stage still: forms open above the transcript, not under the video.
-      h("div", { class: "side" }, panelEl, this.transcript.el, this.transcript.suggestEl, this.idCards.el, this.shots)));
+      h("div", { class: "side" }, panelEl, this.pushes.el, this.transcript.el, this.transcript.suggestEl, this.idCards.el, this.shots)));
     this.idCards.load(this.sessionId);
+    this.pushes.load(this.sessionId);
 
     this.clock = setInterval(() => { this.timer.textContent = clock(Date.now() / 1000 - this.startedAt); }, 500);
     const media = await localMedia();
@@ -117,6 +122,7 @@ export class CallScreen {
       onStatus: (st) => this.linkStatus(st),
       onMessage: (msg) => this.signal(msg),
       refresh: () => this.rejoinToken(),
+      onProblem: (p) => this.mediaProblem(p),
     });
     this.link.start();
     this.meter = new QualityMeter(() => this.link && this.link.pc, this.qualityEl, this.remote);
@@ -129,8 +135,24 @@ export class CallScreen {
       this.activated = true;
       this.post("activate").catch(() => { this.activated = false; });
     }
-    this.status.textContent = t({ connecting: "call.connecting", connected: "call.connected",
-      reconnecting: "call.reconnecting", closed: "call.ended" }[st] || "call.connecting");
+    if (st === "connected") this.problem.hide();
+    const away = { left: "media.why_customer_left", waiting: "media.customer_waiting" }[this.customer];
+    this.status.textContent = st === "connected" && away ? t(away)
+      : t({ connecting: "call.connecting", connected: "call.connected", reconnecting: "call.reconnecting",
+        failed: "call.no_video", closed: "call.ended" }[st] || "call.connecting");
+  }
+
+  /** A media attempt failed (rtc.js diagnosed why): say it in words, once per new reason, in the log too. */
+  mediaProblem(p) {
+    const text = this.problem.show(p);
+    const key = `${p.reason}:${p.gaveUp}`;
+    if (key !== this.lastProblem) this.note(text, "warn");
+    this.lastProblem = key;
+  }
+
+  async retryMedia() {
+    this.lastProblem = null;
+    if (this.link) await this.link.retry();
   }
 
   async rejoinToken() {
@@ -149,9 +171,27 @@ export class CallScreen {
 
   signal(msg) {
     if (msg.type === "snapshot") this.addSnapshot(msg);
-    else if (msg.type === "peer.left" && msg.party === "customer") this.note(t("call.customer_left"), "warn");
-    else if (msg.type === "peer.joined" && msg.party === "customer") this.note(t("call.customer_joined"));
-    else if (msg.type === "error") this.note(t("error.generic", { message: msg.message || msg.code }), "warn");
+    else if (msg.type === "peer.left" && msg.party === "customer") {
+      this.note(t("call.customer_left"), "warn");
+      this.customerPresent("left");
+    } else if (msg.type === "peer.joined" && msg.party === "customer") {
+      this.note(t("call.customer_joined"));
+      this.customerPresent("present");
+    } else if (msg.type === "joined" && Array.isArray(msg.peers)) {
+      this.customerPresent(msg.peers.includes("customer") ? "present" : "waiting");
+    }
+    // A media timeout is explained by the diagnosis (mediaProblem), not as "something went wrong".
+    else if (msg.type === "error" && msg.code !== "ice_timeout") {
+      this.note(t("error.generic", { message: msg.message || msg.code }), "warn");
+    }
+  }
+
+  /** Whether the customer is in the video room (present | waiting | left): the status says so while
+   * this console's own media is up, so a black picture is not taken for a broken connection. */
+  customerPresent(customer) {
+    this.customer = customer;
+    this.status.dataset.customer = customer;
+    if (this.status.dataset.state === "connected") this.linkStatus("connected");
   }
 
   note(text, kind = "info") {
@@ -164,11 +204,21 @@ export class CallScreen {
 
   afterAction(path, body, reply) {
     if (path === "push") {
-      if (reply && reply.push) this.pushes.set(reply.push.push_id, body.title);
+      if (reply && reply.push) this.pushes.show(reply.push);
       this.note(t("call.pushed", { title: body.title }));
     }
     else if (path === "authorisations") this.note(t("call.auth_sent"));
     else if (path === "transfer") { this.note(t("call.transferred")); this.finish(); }
+  }
+
+  /** The customer answered a push: shown in the pushes card, and a line in the log naming it by its title. */
+  answered(ev) {
+    const title = ev.title || this.pushes.title(ev.push_id) || t("call.a_push");
+    this.pushes.answered(ev);
+    const key = ev.answer === "decline" ? "call.response_declined"
+      : ev.kind === "signature_request" ? "call.response_signed"
+        : ev.kind === "form" ? "call.response_confirmed" : "call.response_accepted";
+    this.note(t(key, { title }), ev.answer === "decline" ? "warn" : "info");
   }
 
   toggleMute() {
@@ -232,8 +282,7 @@ export class CallScreen {
       case "keyword": this.transcript.keyword(ev); break;
       case "snapshot": this.addSnapshot(ev); break;
       case "id_card": this.idCards.add(ev); break;
-      case "push.response": this.note(ev.kind === "signature_request" && ev.answer === "accept"
-        ? t("call.signature") : t("call.response", { title: this.pushes.get(ev.push_id) || ev.push_id })); break;
+      case "push.response": this.answered(ev); break;
       case "authorisation.result": {
         const granted = ev.state === "granted";
         this.note(t(granted ? "call.auth_granted" : "call.auth_refused", { reason: ev.decision_reason || "" }),
@@ -273,5 +322,6 @@ export class CallScreen {
     if (this.link) this.link.close();
     for (const tr of this.stream ? this.stream.getTracks() : []) tr.stop();
     if (this.idCards) this.idCards.destroy();
+    if (this.pushes) this.pushes.destroy();
   }
 }
