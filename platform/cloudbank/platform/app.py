@@ -14,6 +14,7 @@ from cloudbank.platform import (
     openapi,
     phone_auth,
     pushes,
+    session_history,
     sessions,
     sessions_api,
 )
@@ -30,6 +31,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(sessions_api.routes)
     app.add_routes(id_cards.routes)
     app.add_routes(pushes.routes)
+    app.add_routes(session_history.routes)
     app.add_routes(openapi.routes)
     app.add_routes(acd_api.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis

@@ -3,7 +3,9 @@ node and resume from the last event id it saw without losing anything it must se
 
 Client ids: "user:<user id>" (tellers, supervisors, admins), "device:<device id>" (kiosks),
 "phone:<customer id>" (verified phone customers). A session's audience (its parties and monitors)
-is a Redis set, so the video node can send transcript lines to everyone in a call.
+is a Redis set, so the video node can send transcript lines to everyone in a call. What a console
+opening mid-call needs of those (final transcript lines, keyword hits, snapshots) is also kept in
+the session's history list (read by `session_history`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from redis.asyncio import Redis
 
 STREAM_MAXLEN = 2000
 STREAM_TTL_S = 24 * 3600
+HISTORY_MAX = 5000
+HISTORY_KINDS = ("transcript", "keyword", "snapshot")
 
 
 def stream_key(client_id: str) -> str:
@@ -23,6 +27,27 @@ def stream_key(client_id: str) -> str:
 
 def audience_key(session_id: str) -> str:
     return f"session:{session_id}:audience"
+
+
+def history_key(session_id: str) -> str:
+    return f"session:{session_id}:history"
+
+
+def worth_keeping(event: dict[str, Any]) -> bool:
+    """A kind of session event a console opening mid-call shows (partial lines are replaced anyway)."""
+    if event.get("type") == "transcript":
+        return bool(event.get("final")) and bool(str(event.get("text") or "").strip())
+    return event.get("type") in HISTORY_KINDS
+
+
+async def keep(redis: Redis, session_id: str, event: dict[str, Any]) -> None:
+    """Append a session event to the session's history list (capped, expiring with the streams)."""
+    key = history_key(session_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.rpush(key, json.dumps(event, ensure_ascii=False))
+        pipe.ltrim(key, -HISTORY_MAX, -1)
+        pipe.expire(key, STREAM_TTL_S)
+        await pipe.execute()
 
 
 def ended_key(session_id: str) -> str:
@@ -73,8 +98,10 @@ async def remove_from_audience(redis: Redis, session_id: str, client_id: str) ->
 async def publish_to_session(redis: Redis, session_id: str, event: dict[str, Any]) -> None:
     """Send `event` to every client in the session's audience."""
     members = sorted(await redis.smembers(audience_key(session_id)))
-    await publish_many(redis, [m.decode() if isinstance(m, bytes) else str(m) for m in members],
-                       {**event, "session_id": session_id})
+    event = {**event, "session_id": session_id}
+    if worth_keeping(event):
+        await keep(redis, session_id, event)
+    await publish_many(redis, [m.decode() if isinstance(m, bytes) else str(m) for m in members], event)
 
 
 async def read(redis: Redis, client_id: str, last_id: str = "0-0", block_ms: int | None = None,

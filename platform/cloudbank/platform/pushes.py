@@ -178,20 +178,20 @@ async def respond(app: web.Application, session_id: str, claims: Claims, push_id
     return item
 
 
-async def _viewed_session(app: web.Application, session_id: str, claims: Claims) -> Session:
+async def viewed_session(app: web.Application, session_id: str, claims: Claims) -> Session:
     """The session, if the caller is its teller (another teller: 404) or a supervisor of its queue (403)."""
     svc = Sessions(app)
     session = await svc.get(session_id)
     if claims.role == "teller" and claims.sub != session.teller_id:
         raise NotFound("no such session")
     if claims.role == "supervisor" and not await svc.supervises(claims, session.service):
-        raise Forbidden("only a supervisor of this queue may see the call's pushes")
+        raise Forbidden("only a supervisor of this queue may see this call")
     return session
 
 
 async def listing(app: web.Application, session_id: str, claims: Claims) -> list[dict[str, Any]]:
     """The session's pushes with their answers, oldest first (a reloaded console rebuilds from this)."""
-    session = await _viewed_session(app, session_id, claims)
+    session = await viewed_session(app, session_id, claims)
     stored = await app[REDIS].hgetall(_key(session.id))
     items = [json.loads(_s(v)) for v in stored.values()]
     return [public(session.id, p) for p in sorted(items, key=lambda p: float(p.get("at", 0)))]
@@ -199,7 +199,7 @@ async def listing(app: web.Application, session_id: str, claims: Claims) -> list
 
 async def signature_file(app: web.Application, session_id: str, claims: Claims, push_id: str) -> Path:
     """The stored signature of an answered push, for the session's teller or a supervisor of its queue."""
-    session = await _viewed_session(app, session_id, claims)
+    session = await viewed_session(app, session_id, claims)
     path = app[CONFIG].data / SIGNATURES / session.id / f"{push_id}.png"
     if not PUSH_ID_RE.match(push_id) or not await asyncio.to_thread(path.is_file):
         raise NotFound("no signature for this push")
