@@ -238,3 +238,103 @@ async def test_the_customer_is_told_of_the_recording_and_controls_the_call(
         if call is not None:
             await call.leave()
             call.sources.stop()
+
+
+# Every control a customer uses has a data-testid and a name a screen reader can say.
+UNNAMED = """() => [...document.querySelectorAll("button, input, select, textarea, video, canvas, a, img")]
+  .filter((el) => !el.closest("[hidden]"))
+  .filter((el) => {
+    const named = (el.labels && el.labels.length) || el.getAttribute("aria-label") || el.getAttribute("alt")
+      || (el.textContent || "").trim();
+    return !el.dataset.testid || !named;
+  })
+  .map((el) => el.outerHTML.slice(0, 120))"""
+# Every string shown comes from the zh table: no English word left on a Chinese screen (names and
+# figures excepted: the brand, the teller's name, the form's own text from the teller, "English").
+ENGLISH_LEFT = """(allowed) => { const out = [];
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    const el = n.parentElement;
+    if (!el || el.closest("[hidden]") || !n.textContent.trim()) continue;
+    let text = n.textContent;
+    for (const a of allowed) text = text.split(a).join("");
+    if (/[A-Za-z]{3,}/.test(text)) out.push(n.textContent.trim());
+  }
+  return out; }"""
+ALLOWED_EN = ["cloudbank", "English", TELLER_NAME, "Confirm the transfer", "Amount"]
+
+
+async def _controls_named(page: Page) -> None:
+    assert await page.evaluate(UNNAMED) == []
+
+
+@pytest.mark.parametrize(("app", "viewport"), [("kiosk", KIOSK), ("phone", PHONE)], ids=["kiosk-1366", "phone-390"])
+async def test_the_customer_switches_to_chinese_at_any_step_without_a_reload(
+        app: str, viewport: ViewportSize, stack: Stack, named_teller: Teller, kiosk_url: str,
+        browser: Browser) -> None:
+    context = await new_context(browser, viewport)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    call: Call | None = None
+    try:
+        await named_teller.client.request("POST", "teller/state", {"state": "not_ready"})
+        if app == "kiosk":
+            await page.goto(kiosk_url)
+            await _controls_named(page)
+            await page.get_by_test_id("lang-zh").tap()
+            await expect(page.get_by_test_id("start")).to_have_text("点击这里与柜员视频通话")
+            await page.get_by_test_id("start").tap()
+        else:
+            await page.goto(stack.url + "/phone/")
+            await page.get_by_test_id("lang-zh").tap()
+            await expect(page.get_by_test_id("send-code")).to_have_text("发送验证码")
+            await page.get_by_test_id("lang-en").tap()
+            await phone_sign_in(page, stack)
+            await page.get_by_test_id("lang-zh").tap()
+        await page.evaluate("() => { window.sameDocument = true; }")
+        # The services in Chinese, from the catalogue (not from the page's own tables).
+        await expect(page.get_by_test_id("service-general")).to_have_text("一般咨询")
+        await expect(page.get_by_test_id("service-lost_card")).to_have_text("挂失银行卡")
+        await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        assert await page.evaluate(ENGLISH_LEFT, ALLOWED_EN) == []
+        await shoot(page, f"5-{app}_services_zh")
+        await page.get_by_test_id("service-general").tap()
+        await expect(page.get_by_test_id("queue-wait")).to_contain_text("分钟")
+        assert await page.evaluate(ENGLISH_LEFT, ALLOWED_EN) == []
+        await _controls_named(page)
+        await named_teller.client.request("POST", "teller/state", {"state": "ready"})
+        session_id, grant = await named_teller.accept_next(timeout=30)
+        call = Call(grant, synthetic(21), ice_addresses=["127.0.0.1"])
+        await call.join()
+        await expect(page.get_by_test_id("call-state")).to_have_text("已接通", timeout=20_000)
+        await expect(page.get_by_test_id("teller-name")).to_have_text(f"为您服务的柜员：{TELLER_NAME}")
+        await expect(page.get_by_test_id("recording-notice")).to_have_text("本次通话正在录音录像")
+        await named_teller.push(session_id, {"kind": "form", "title": "Confirm the transfer", "fields": [
+            {"name": "amount", "label": "Amount", "value": "100"}]})
+        await expect(page.get_by_test_id("push-confirm")).to_have_text("确认")
+        await _remote_video_shows(page)
+        assert await page.evaluate(ENGLISH_LEFT, ALLOWED_EN) == []
+        await _controls_named(page)
+        await shoot(page, f"5-{app}_call_zh")
+        # Back to English mid-call: the same call, every text in English again.
+        await page.get_by_test_id("lang-en").tap()
+        await expect(page.get_by_test_id("hang-up")).to_have_text("Hang up")
+        await expect(page.get_by_test_id("push-confirm")).to_have_text("Confirm")
+        await expect(page.get_by_test_id("teller-name")).to_have_text(f"Your teller: {TELLER_NAME}")
+        await expect(page.get_by_test_id("call-state")).to_have_text("Connected")
+        await page.get_by_test_id("lang-zh").tap()
+        await page.get_by_test_id("hang-up").tap()
+        await expect(page.get_by_test_id("done-message")).to_have_text("您已结束通话。")
+        assert await page.evaluate("() => window.sameDocument") is True
+        if app == "kiosk":
+            # The next customer at the kiosk starts in the kiosk's own language.
+            await page.get_by_test_id("done").tap()
+            await expect(page.get_by_test_id("start")).to_have_text("Touch here to talk to a teller")
+        assert errors == []
+    finally:
+        await context.close()
+        if call is not None:
+            await call.leave()
+            call.sources.stop()

@@ -55,8 +55,8 @@ async def test_admin_puts_a_service_and_everyone_reads_it(api: Client) -> None:
     assert (await api.put("/services/wealth", json={**WEALTH, "name": "Funds"},
                           headers=_auth(api, "admin"))).status == 200
     public = (await (await api.get("/services")).json())["services"]
-    assert public == [{"code": "wealth", "name": "Funds", "skill": "wealth", "dual_recording": True,
-                       "expected_handle_s": 1800.0, "keywords": ["fund"]}]
+    assert public == [{"code": "wealth", "name": "Funds", "names": {"en": "Funds"}, "skill": "wealth",
+                       "dual_recording": True, "expected_handle_s": 1800.0, "keywords": ["fund"]}]
     staff = (await (await api.get("/services", headers=_auth(api, "teller"))).json())["services"]
     assert staff[0]["required_phrases"] == ["risk disclosure"] and staff[0]["strategy"] == "skill_level"
     kiosk = (await (await api.get("/services", headers=_auth(api, "device"))).json())["services"]
@@ -150,3 +150,23 @@ async def test_cli_teller_on_an_empty_catalogue_still_gets_general(config: Confi
     assert result.returncode == 0, result.stderr
     out = _cli(config.data, "users", "list").stdout
     assert "skills=general:1" in out
+
+
+async def test_service_names_come_in_the_customers_language(api: Client) -> None:
+    # The zh customer screens show the catalogue's Chinese names; a service with none reads English.
+    await seed_demo(Directory(api.app[ENGINE]))
+    zh = {s["code"]: s for s in (await (await api.get("/services?lang=zh")).json())["services"]}
+    assert zh["general"]["name"] == "一般咨询" and zh["general"]["names"] == {"en": "General enquiry", "zh": "一般咨询"}
+    assert all(s["name"] != s["names"]["en"] for s in zh.values()), "every demo service has a zh name"
+    en = {s["code"]: s["name"] for s in (await (await api.get("/services")).json())["services"]}
+    assert en["general"] == "General enquiry"
+    # An admin gives a new service its names; one without a zh name falls back to English.
+    resp = await api.put("/services/wealth2", json={**WEALTH, "names": {"zh": " 基金 "}}, headers=_auth(api, "admin"))
+    assert resp.status == 201 and (await resp.json())["service"]["names"] == {"zh": "基金"}
+    await api.put("/services/plain", json={"name": "Plain", "skill": "general"}, headers=_auth(api, "admin"))
+    zh = {s["code"]: s["name"] for s in (await (await api.get("/services?lang=zh")).json())["services"]}
+    assert zh["wealth2"] == "基金" and zh["plain"] == "Plain"
+    for names, needle in (({"zh": " "}, "names.zh must not be empty"), ({"Chinese!": "x"}, "language code")):
+        bad = await api.put("/services/plain", json={"name": "Plain", "skill": "general", "names": names},
+                            headers=_auth(api, "admin"))
+        assert bad.status == 400 and needle in (await bad.json())["message"]

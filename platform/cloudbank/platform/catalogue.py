@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloudbank.platform import acd_link
 from cloudbank.platform.errors import BadRequest, NotFound
+from cloudbank.platform.phrase_check import check_phrases
 from cloudbank.platform.records import services
 from cloudbank.platform.service import AUDIT, ENGINE, authenticate
 from cloudbank.platform.validation import limit, read_json
@@ -27,6 +28,7 @@ CODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # The service every deployment is expected to have: the demo seed creates it, new tellers get its skill.
 GENERAL = "general"
 PHRASE_MAX = 200
+LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
 routes = web.RouteTableDef()
 
@@ -47,18 +49,28 @@ class Service:
     required_phrases: tuple[str, ...] = ()
     forbidden_phrases: tuple[str, ...] = ()
     qualified_only: bool = False
+    # The name in other UI languages ({"zh": "..."}); `name` is the English one and fills any gap.
+    names: dict[str, str] = field(default_factory=dict, hash=False)
 
-    def public(self) -> dict[str, Any]:
-        """What customers and kiosks see."""
-        return {"code": self.code, "name": self.name, "skill": self.skill,
-                "dual_recording": self.dual_recording, "expected_handle_s": self.expected_handle_s,
-                "keywords": list(self.keywords)}
+    def names_by_language(self) -> dict[str, str]:
+        """The name in every UI language the catalogue has it in, English always."""
+        return {**self.names, "en": self.name}
+
+    def name_in(self, lang: str) -> str:
+        return self.names.get(lang) or self.name
+
+    def public(self, lang: str = "en") -> dict[str, Any]:
+        """What customers and kiosks see: `name` in `lang` (English when it has none), `names` all."""
+        return {"code": self.code, "name": self.name_in(lang), "names": self.names_by_language(),
+                "skill": self.skill, "dual_recording": self.dual_recording,
+                "expected_handle_s": self.expected_handle_s, "keywords": list(self.keywords)}
 
     def full(self) -> dict[str, Any]:
         """Everything, for staff."""
         body = asdict(self)
         for key in ("keywords", "required_phrases", "forbidden_phrases"):
             body[key] = list(body[key])
+        body["names"] = dict(self.names)
         return body
 
 
@@ -70,6 +82,11 @@ def check_service(svc: Service) -> Service:
         raise BadRequest("skill must be 1-64 characters of a-z, 0-9, '_' or '-'", field="skill")
     if not svc.name.strip():
         raise BadRequest("name must not be empty", field="name")
+    for lang, text in svc.names.items():
+        if not LANG_RE.match(lang):
+            raise BadRequest("names are keyed by a language code such as 'zh'", field="names")
+        if not text.strip():
+            raise BadRequest(f"names.{lang} must not be empty", field="names")
     if svc.strategy not in STRATEGIES:
         raise BadRequest(f"strategy must be one of {', '.join(STRATEGIES)}", field="strategy")
     for name, value, lo, hi in (("ring_timeout_s", svc.ring_timeout_s, 1, 600),
@@ -90,7 +107,7 @@ def _from_row(row: Any) -> Service:
     return Service(row.code, row.name, row.skill, row.strategy, float(row.ring_timeout_s), float(row.wrapup_s),
                    bool(row.dual_recording), float(row.expected_handle_s), tuple(json.loads(row.keywords)),
                    tuple(json.loads(row.required_phrases)), tuple(json.loads(row.forbidden_phrases)),
-                   bool(row.qualified_only))
+                   bool(row.qualified_only), dict(json.loads(row.names or "{}")))
 
 
 class Catalogue:
@@ -115,7 +132,7 @@ class Catalogue:
         """Create or replace a service; returns it and whether it was new."""
         check_service(svc)
         values = {**svc.full(), "updated_at": time.time()}
-        for key in ("keywords", "required_phrases", "forbidden_phrases"):
+        for key in ("keywords", "required_phrases", "forbidden_phrases", "names"):
             values[key] = json.dumps(values[key], ensure_ascii=False)
         async with self.engine.begin() as conn:
             res = await conn.execute(services.update().where(services.c.code == svc.code)
@@ -152,6 +169,7 @@ class ServiceBody:
     required_phrases: list[str] = field(default_factory=list, metadata=limit(PHRASE_MAX))
     forbidden_phrases: list[str] = field(default_factory=list, metadata=limit(PHRASE_MAX))
     qualified_only: bool = False
+    names: dict[str, str] = field(default_factory=dict, metadata=limit(200))
 
 
 STAFF = ("teller", "supervisor", "admin")
@@ -159,14 +177,16 @@ STAFF = ("teller", "supervisor", "admin")
 
 @routes.get("/services")
 async def list_services(request: web.Request) -> web.Response:
-    """The catalogue. Anyone may read the public view (kiosks and the phone page pick from it);
-    staff tokens get every field, including the phrase lists."""
+    """The catalogue. Anyone may read the public view (kiosks and the phone page pick from it):
+    `?lang=zh` gives each `name` in that language, and `names` has every language's. Staff tokens
+    get every field, including the phrase lists."""
     full = False
     if request.headers.get("Authorization"):
         claims = await authenticate(request)
         full = claims.role in STAFF
+    lang = request.query.get("lang", "en")[:16]
     listed = await Catalogue(request.app[ENGINE]).list()
-    return web.json_response({"services": [s.full() if full else s.public() for s in listed]})
+    return web.json_response({"services": [s.full() if full else s.public(lang) for s in listed]})
 
 
 @routes.put("/services/{code}")
@@ -179,7 +199,10 @@ async def put_service(request: web.Request) -> web.Response:
     body = await read_json(request, ServiceBody)
     svc = Service(code, body.name.strip(), body.skill, body.strategy, body.ring_timeout_s, body.wrapup_s,
                   body.dual_recording, body.expected_handle_s, tuple(body.keywords),
-                  tuple(body.required_phrases), tuple(body.forbidden_phrases), body.qualified_only)
+                  tuple(body.required_phrases), tuple(body.forbidden_phrases), body.qualified_only,
+                  {k: v.strip() for k, v in body.names.items()})
+    check_service(svc)
+    await check_phrases(request.app, svc.full())  # a phrase the speech engine cannot hear is refused
     svc, created = await Catalogue(request.app[ENGINE]).upsert(svc)
     await acd_link.configure_queue(request.app, svc)  # the queue routes by the new settings at once
     await request.app[AUDIT].append(claims.sub, "service.created" if created else "service.updated",

@@ -7,6 +7,7 @@ no-op when the database is current. To change the schema, append a step; never e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -131,6 +132,8 @@ services = sa.Table(
     # True when the skill needs a special qualification (not given to new tellers by default)
     sa.Column("qualified_only", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # JSON: the name in other UI languages, {"zh": "..."} (`name` is the English one); since v6
+    sa.Column("names", sa.Text, nullable=False, server_default="{}"),
 )
 
 # The queue log (cloudbank.platform.queue_log): every queue event, copied from the Redis stream.
@@ -245,7 +248,21 @@ def _v5_recordings_missing(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE recordings ADD COLUMN missing TEXT"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5_recordings_missing]
+def _v6_service_names(conn: Connection) -> None:
+    """services.names: the name in other UI languages (a fresh v2 table already has it); the demo
+    catalogue's services still under their demo English name get its translations."""
+    if "names" not in {c["name"] for c in sa.inspect(conn).get_columns("services")}:
+        conn.execute(sa.text("ALTER TABLE services ADD COLUMN names TEXT NOT NULL DEFAULT '{}'"))
+    from cloudbank.platform.seed import DEMO_SERVICES  # imported here: seed imports this module
+
+    for svc in DEMO_SERVICES:
+        conn.execute(services.update().where(services.c.code == svc.code, services.c.name == svc.name,
+                                             services.c.names == "{}")
+                     .values(names=json.dumps(svc.names, ensure_ascii=False)))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5_recordings_missing,
+                                                  _v6_service_names]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

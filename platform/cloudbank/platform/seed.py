@@ -12,22 +12,23 @@ DEMO_BRANCH = ("demo", "Demo Branch")
 
 # A small but realistic catalogue. Keywords are what the live transcript suggests a service from;
 # the wealth product is a dual-recorded sale with phrases the teller must say and must never say.
+# `names` are the names in the other UI languages (the customer screens' zh).
 DEMO_SERVICES = (
     Service(GENERAL, "General enquiry", "general", "longest_idle", 20, 30, False, 240,
-            ("question", "information", "안녕하세요", "확인")),
+            ("question", "information", "안녕하세요", "확인"), names={"zh": "一般咨询"}),
     Service("open_account", "Open an account", "accounts", "longest_idle", 20, 60, False, 900,
-            ("open an account", "new account", "savings account", "계좌", "저축")),
+            ("open an account", "new account", "savings account", "계좌", "저축"), names={"zh": "开立账户"}),
     Service("lost_card", "Report a lost or stolen card", "cards", "fewest_calls", 15, 30, False, 300,
-            ("lost my card", "stolen card", "block my card", "카드")),
+            ("lost my card", "stolen card", "block my card", "카드"), names={"zh": "挂失银行卡"}),
     Service("transfer", "Make a transfer", "payments", "longest_idle", 20, 30, False, 420,
-            ("transfer", "send money", "wire", "얼마")),
+            ("transfer", "send money", "wire", "얼마"), names={"zh": "转账汇款"}),
     Service("change_phone", "Change phone number", "general", "longest_idle", 20, 30, False, 300,
-            ("change my phone number", "new phone number", "mobile number")),
+            ("change my phone number", "new phone number", "mobile number"), names={"zh": "变更手机号码"}),
     Service("wealth", "Wealth product (fund / insurance)", "wealth", "skill_level", 30, 120, True, 1800,
             ("investment", "fund", "insurance", "wealth"),
             required_phrases=("risk disclosure", "you may lose money", "cooling-off period"),
             forbidden_phrases=("guaranteed return", "no risk", "cannot lose"),
-            qualified_only=True),
+            qualified_only=True, names={"zh": "理财产品（基金／保险）"}),
 )
 
 

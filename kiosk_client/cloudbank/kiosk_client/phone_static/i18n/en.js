@@ -51,6 +51,8 @@ export default {
   "call.camera_on": "Camera on",
   "call.muted_note": "Your microphone is off: the teller cannot hear you.",
   "call.camera_off_note": "Your camera is off: the teller cannot see you.",
+  "call.teller_video": "Your teller",
+  "call.own_video": "You",
   "call.hang_up": "Hang up",
 
   "push.from_teller": "From your teller",

@@ -127,7 +127,8 @@ export class CustomerCall {
       case "session.started": this.startCall(event).catch((err) => this.error(this.friendly(err))); break;
       case "video.rejoin": if (this.call) this.call.moveTo(event.video); break;
       case "push": this.pushes.push(event); this.nextPush(); break;
-      case "session.ended": this.endCall("done.call_ended"); break;
+      // Ended by the teller. (After the customer's own hang-up the end screen already says so.)
+      case "session.ended": if (this.screen === "call") this.endCall("done.call_ended"); break;
       default: this.onOtherEvent(event); break;
     }
   }
