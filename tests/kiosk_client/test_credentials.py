@@ -86,3 +86,18 @@ def test_a_directory_in_place_of_the_file_is_refused(tmp_path: Path) -> None:
     path.mkdir(mode=0o700)
     with pytest.raises(CredentialError, match="not a regular file"):
         credentials.load(path)
+
+
+def test_the_default_kiosk_folder_is_never_committed() -> None:
+    # `cloudbank kiosk` run from a checkout keeps its device credential in ./kiosk-data by default.
+    import shutil
+    import subprocess
+
+    from cloudbank.kiosk_client.kiosk_app import KioskOptions
+
+    repo = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    default = KioskOptions(server="http://127.0.0.1:8080").credential_path
+    ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", str(default)], check=False)
+    assert ignored.returncode == 0, f"{default} would show up in git status"

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cloudbank.platform.config import Config
+
 CLI = [str(Path(sys.executable).parent / "cloudbank")]
 COMMANDS = [[], ["up"], ["platform"], ["video"], ["media"], ["seat"], ["phone"], ["users"], ["users", "add"],
             ["users", "list"], ["devices"], ["devices", "enrol"], ["audit"], ["audit", "verify"], ["keys"],
@@ -124,6 +126,10 @@ def test_up_serves_everything_and_stops_cleanly(tmp_path: Path) -> None:
     assert re.search(r"teller\s+teller1\s+password: \S{16}", out)
     assert "kiosk enrolment code for branch 'demo'" in out
     assert f"http://127.0.0.1:{port}/seat/" in out
+    # The kiosk command is printed ready to paste, with the real code (not a placeholder).
+    code = re.search(r"kiosk enrolment code for branch 'demo': (\S+)", out)
+    assert code is not None and "--enrol-code CODE" not in out
+    assert f"cloudbank kiosk --server http://127.0.0.1:{port} --enrol-code {code[1]}\n" in out
     assert not _redis_pids(tmp_path)
     assert (tmp_path / "redis" / "appendonly.aof").exists() or (tmp_path / "redis" / "appendonlydir").exists()
 
@@ -155,3 +161,20 @@ def test_reading_a_folder_with_no_database_names_it_and_creates_nothing(tmp_path
     missing = tmp_path / "not-the-data-folder"
     one_clear_line(run(*command, data=missing), f"no cloudbank database in {missing}")
     assert not missing.exists()
+
+
+def test_up_says_how_to_start_a_kiosk_on_the_first_and_later_starts() -> None:
+    from cloudbank.platform.cli import announcement, data_flag
+    from cloudbank.platform.seed import SeedResult
+
+    base = "http://127.0.0.1:8080"
+    parts = [("teller seat console", "/seat/")]
+    first = announcement(base, parts, SeedResult(True, [("supervisor", "supervisor1", "pw")], "AB12-CD34"))
+    assert f"cloudbank kiosk --server {base} --enrol-code AB12-CD34\n" in first
+    assert re.search(r"supervisor view.* http://127.0.0.1:8080/seat/", first)
+    # A second start has no code to show: it says how to get one, for the folder it runs on.
+    later = announcement(base, parts, SeedResult(False), data_flag(Config(data=Path("/srv/my bank"))))
+    assert "--enrol-code CODE" not in later and "AB12" not in later
+    assert "cloudbank devices enrol --branch demo --data '/srv/my bank'\n" in later
+    assert f"cloudbank kiosk --server {base}\n" in later
+    assert data_flag(Config()) == ""

@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cloudbank.platform.config import Config, load_config
 from cloudbank.platform.errors import ApiError, CloudbankError, StartupError
+
+if TYPE_CHECKING:
+    from cloudbank.platform.seed import SeedResult
 
 EXIT_USAGE = 2
 Command = Callable[[argparse.Namespace, Config], int]
@@ -83,7 +87,7 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
             await prepare_database(cfg)
             seeded = await _seed(cfg)
             await serve(cfg, ["platform", "video", "media", "seat", "phone"],
-                        on_ready=lambda c: _announce(c, seeded))
+                        on_ready=lambda c: _announce(c, seeded, data_flag(config)))
             return 0
 
         return _run(go())
@@ -91,33 +95,52 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
     return _with_redis(config, body)
 
 
-async def _seed(config: Config) -> list[str]:
+async def _seed(config: Config) -> SeedResult:
     from cloudbank.platform.identity import Directory
     from cloudbank.platform.records import create_engine
     from cloudbank.platform.seed import seed_demo
 
     engine = create_engine(config.effective_database_url)
     try:
-        result = await seed_demo(Directory(engine))
+        return await seed_demo(Directory(engine))
     finally:
         await engine.dispose()
-    if not result.created:
-        return ["Demo accounts were printed at the first start (cloudbank users list shows them)."]
-    lines = ["Demo data created (shown once, keep it):"]
-    lines += [f"  {role:<11} {user:<12} password: {pw}" for role, user, pw in result.accounts]
-    lines.append(f"  kiosk enrolment code for branch 'demo': {result.enrolment_code}")
-    return lines
 
 
-async def _announce(config: Config, seeded: list[str]) -> None:
+def data_flag(config: Config) -> str:
+    """` --data DIR` when `cloudbank up` ran on another folder than the default, so the commands it
+    prints work as they are pasted."""
+    return "" if config.data == Config().data else f" --data {shlex.quote(str(config.data))}"
+
+
+def announcement(base: str, prefixes: Sequence[tuple[str, str]], seeded: SeedResult, data: str = "") -> str:
+    """What `cloudbank up` prints when it is ready: where each part is, the demo accounts (first
+    start only), and the exact commands to start a kiosk."""
+    lines = [f"cloudbank is up on {base}"]
+    lines += [f"  {title:<34} {base}{prefix}" for title, prefix in prefixes]
+    lines.append(f"  {'supervisor view (sign in as one)':<34} {base}/seat/")
+    if seeded.created:
+        lines.append("Demo data created (shown once, keep it):")
+        lines += [f"  {role:<11} {user:<12} password: {pw}" for role, user, pw in seeded.accounts]
+        lines.append(f"  kiosk enrolment code for branch 'demo': {seeded.enrolment_code} (single use)")
+        lines.append("Start a kiosk (the code enrols it once; later starts need only --server):")
+        lines.append(f"  cloudbank kiosk --server {base} --enrol-code {seeded.enrolment_code}")
+    else:
+        lines.append("Demo accounts were printed at the first start (cloudbank users list shows them).")
+        lines.append("A kiosk enrolled before starts with:")
+        lines.append(f"  cloudbank kiosk --server {base}")
+        lines.append("A new kiosk needs a one-time code; print one with:")
+        lines.append(f"  cloudbank devices enrol --branch demo{data}")
+        lines.append(f"  then: cloudbank kiosk --server {base} --enrol-code <that code>")
+    lines.append("Stop: Ctrl-C")
+    return "\n".join(lines)
+
+
+async def _announce(config: Config, seeded: SeedResult, data: str = "") -> None:
     from cloudbank.platform.server import mounts
 
-    base = config.base_url
-    lines = [f"cloudbank is up on {base}"]
-    lines += [f"  {m.title:<34} {base}{m.prefix}" for m in mounts().values()]
-    lines += seeded
-    lines.append(f"Kiosk: cloudbank kiosk --server {base} --enrol-code CODE   Stop: Ctrl-C")
-    print("\n".join(lines), flush=True)
+    prefixes = [(m.title, m.prefix) for m in mounts().values()]
+    print(announcement(config.base_url, prefixes, seeded, data), flush=True)
 
 
 def _cmd_service(name: str) -> Command:
