@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from cloudbank.platform import events
 from cloudbank.platform.app import create_app
+from cloudbank.platform.authorisations import AUTHZ_PENDING
 from cloudbank.platform.catalogue import Catalogue, Service
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import Forbidden
@@ -31,7 +32,7 @@ from cloudbank.platform.identity import Directory
 from cloudbank.platform.pushes import MAX_SIGNATURE_BYTES
 from cloudbank.platform.records import sessions as sessions_table
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
-from cloudbank.platform.sessions import AUTHZ_PENDING, TRANSITIONS, pick_node
+from cloudbank.platform.sessions import TRANSITIONS, pick_node
 from cloudbank.platform.tokens import Claims
 
 Client = TestClient[Any, Any]

@@ -1,10 +1,9 @@
 """The seat server over real sockets: the app and its strict Content-Security-Policy, its
-client config, no path tricks, and the read-only lookups under /seat/api/ with every wrong
-token refused."""
+client config, no path tricks, and the read-only lookup under /seat/api/ with every wrong
+token refused (calls, tellers and authorisations are the platform's: tests/platform/test_floor.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,6 @@ from aiohttp.test_utils import TestClient
 from cloudbank.platform.config import Config
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import create_engine, migrate, sessions
-from cloudbank.platform.sessions import AUTHZ_PENDING
 from cloudbank.platform.tokens import KeyRing
 from cloudbank.seat import app as seat_app
 
@@ -104,23 +102,8 @@ async def test_no_source_files_or_listings_leak(client: Client, path: str) -> No
     assert "create_app" not in text and "add_static_app" not in text
 
 
-async def test_calls_lists_live_calls_in_the_supervisors_queues(client: Client, people: dict[str, Any]) -> None:
-    calls = people["calls"]
-    resp = await client.get("/seat/api/calls", headers=auth(people["tokens"]["super1"]))
-    assert resp.status == 200
-    body = await resp.json()
-    assert [c["id"] for c in body["calls"]] == [calls[("deposit", "active")]]
-    call = body["calls"][0]
-    assert call["teller_name"] == "Teller1" and call["channel"] == "kiosk" and call["service"] == "deposit"
-    # A supervisor of every queue (and an admin) sees both live calls, never the closed one.
-    for who in ("superall", "admin1"):
-        body = await (await client.get("/seat/api/calls", headers=auth(people["tokens"][who]))).json()
-        assert sorted(c["id"] for c in body["calls"]) == sorted([calls[("deposit", "active")],
-                                                                 calls[("loans", "on_hold")]])
-
-
-@pytest.mark.parametrize("path", ["/seat/api/calls", "/seat/api/authorisations"])
-@pytest.mark.parametrize(("who", "status"), [(None, 401), ("teller1", 403), ("device", 403), ("expired", 401),
+@pytest.mark.parametrize("path", ["/seat/api/branches"])
+@pytest.mark.parametrize(("who", "status"), [(None, 401), ("device", 403), ("expired", 401),
                                              ("join", 403), ("garbage", 401), ("long", 401),
                                              ("huge", 400)])
 async def test_staff_lookups_refuse_wrong_tokens(client: Client, people: dict[str, Any], path: str,
@@ -141,11 +124,11 @@ async def test_a_revoked_token_is_refused(client: Client, people: dict[str, Any]
 
     jti = jwt.decode(engine_token, options={"verify_signature": False})["jti"]
     await redis_client.set(f"revoked:{jti}", "1", ex=60)
-    assert (await client.get("/seat/api/calls", headers=auth(engine_token))).status == 401
+    assert (await client.get("/seat/api/branches", headers=auth(engine_token))).status == 401
 
 
 async def test_lookups_take_no_writes(client: Client, people: dict[str, Any]) -> None:
-    for path in ("/seat/api/calls", "/seat/api/branches", "/seat/api/authorisations"):
+    for path in ("/seat/api/branches",):
         resp = await client.post(path, data="{}", headers=auth(people["tokens"]["admin1"]))
         assert resp.status == 405
 
@@ -155,40 +138,3 @@ async def test_branches_name_the_kiosks_branch(client: Client, people: dict[str,
     assert body["branches"]["b1"] == "Harbour Branch"
     assert (await client.get("/seat/api/branches", headers=auth(people["tokens"]["device"]))).status == 403
     assert (await client.get("/seat/api/branches")).status == 401
-
-
-async def test_pending_authorisations_in_the_supervisors_queues(client: Client, people: dict[str, Any],
-                                                               redis_client: Any) -> None:
-    def request(aid: str, service: str, state: str = "pending") -> str:
-        return json.dumps({"id": aid, "session_id": "s", "service": service, "teller_id": "t", "reason": "why",
-                           "state": state, "at": time.time()})
-
-    await redis_client.set("authz:" + "a" * 32, request("a" * 32, "deposit"))
-    await redis_client.set("authz:" + "b" * 32, request("b" * 32, "loans"))
-    await redis_client.set("authz:" + "c" * 32, request("c" * 32, "deposit", "granted"))
-    await redis_client.set("authz:" + "c" * 32 + ":decided", "someone")
-    await redis_client.set("authz:" + "d" * 32, "{not json")
-    await redis_client.zadd(AUTHZ_PENDING, {c * 32: time.time() for c in "abcd"})  # as the platform indexes them
-    body = await (await client.get("/seat/api/authorisations", headers=auth(people["tokens"]["super1"]))).json()
-    assert [a["id"] for a in body["authorisations"]] == ["a" * 32]
-    assert body["authorisations"][0]["reason"] == "why"
-    body = await (await client.get("/seat/api/authorisations", headers=auth(people["tokens"]["superall"]))).json()
-    assert sorted(a["id"] for a in body["authorisations"]) == ["a" * 32, "b" * 32]
-
-
-async def test_pending_authorisations_are_found_in_a_big_redis(client: Client, people: dict[str, Any],
-                                                             redis_client: Any) -> None:
-    """The console's list comes from the platform's index, not from scanning a keyspace that a busy
-    Redis (tickets, event streams) fills with far more keys than a bounded scan reaches."""
-    async with redis_client.pipeline(transaction=False) as pipe:
-        for i in range(60_000):
-            pipe.set(f"acd:t:{i:08d}", "x")
-        await pipe.execute()
-    aid, at = "e" * 32, time.time()
-    await redis_client.set(f"authz:{aid}", json.dumps({"id": aid, "session_id": "s", "service": "deposit",
-                                                       "teller_id": "t", "reason": "why", "state": "pending",
-                                                       "at": at}))
-    await redis_client.zadd(AUTHZ_PENDING, {aid: at, "f" * 32: at - 3 * 24 * 3600})  # f: its record expired
-    body = await (await client.get("/seat/api/authorisations", headers=auth(people["tokens"]["super1"]))).json()
-    assert [a["id"] for a in body["authorisations"]] == [aid]
-    assert await redis_client.zscore(AUTHZ_PENDING, "f" * 32) is None

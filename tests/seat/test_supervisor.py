@@ -1,6 +1,8 @@
 """The supervisor view in the browser, fed by the real platform: the wallboard per queue (waiting,
 longest wait, service level, ASA, abandonment, tellers by state) updating live, the list of calls
-only for the supervisor's queues, and monitoring refused outside them."""
+only for the supervisor's queues, and monitoring refused outside them; the tellers with their state
+and time in state, the monitor in view at 1366x768 with the call's live transcript, and
+authorisation requests naming the service, who asked and when (issue 14, point 7)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,12 @@ import re
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from playwright.async_api import Page, expect
+
+from cloudbank.platform.events import publish_to_session
+from cloudbank.video.asr import AsrResult
+from cloudbank.video.transcript import transcript_event
 
 # Each browser test takes seconds; a hang must not eat the suite.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -72,3 +79,90 @@ async def test_the_supervisor_view_in_chinese(seat: Any, page: Page) -> None:
     await seat.login(page, "super1")
     await expect(page.get_by_test_id("wallboard").locator("caption")).to_have_text("监控大屏")
     await expect(page.get_by_test_id("active-calls")).to_have_text("当前没有通话。")
+
+
+async def test_the_teller_list_shows_each_tellers_state_and_time_in_state(seat: Any, page: Page,
+                                                                         second_page: Page, kiosk: Any) -> None:
+    sup = second_page
+    await seat.login(sup, "super1")
+    one, two = seat.people["teller1"], seat.people["teller2"]
+    await expect(sup.get_by_test_id(f"teller-state-{two}")).to_have_text("Offline")
+    await expect(sup.get_by_test_id(f"teller-since-{two}")).to_have_text("–")
+    await seat.teller_ready(page)
+    row = sup.get_by_test_id(f"teller-row-{one}")
+    await expect(sup.get_by_test_id(f"teller-state-{one}")).to_have_text("Ready", timeout=8000)
+    # Time in state counts on the screen: 0:00, then 0:02 two seconds later.
+    since = sup.get_by_test_id(f"teller-since-{one}")
+    await expect(since).to_have_text(re.compile(r"^0:0[0-2]$"))
+    await expect(since).to_have_text(re.compile(r"^0:0[2-5]$"), timeout=5000)
+    # One row per teller (not a count per queue): the call shows on teller1's row.
+    await kiosk.client.create_ticket("deposit")
+    session_id, _ = await seat.accept_offer(page, kiosk, join=False)
+    await expect(sup.get_by_test_id(f"teller-state-{one}")).to_have_text("In a call", timeout=8000)
+    await expect(row.locator("[data-field=call]")).to_contain_text("Deposits", timeout=8000)
+    await expect(sup.get_by_test_id(f"teller-monitor-{session_id}")).to_have_accessible_name("Monitor Teller1's call")
+    await expect(sup.get_by_test_id("teller-list").locator("tbody tr")).to_have_count(2)
+    await page.get_by_test_id("end-call").click()
+    await expect(sup.get_by_test_id(f"teller-state-{one}")).to_have_text("Wrap-up", timeout=8000)
+
+
+def in_view(box: Any, width: int = 1366, height: int = 768) -> bool:
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height and box["x"] + box["width"] <= width
+
+
+async def test_the_monitor_is_in_view_with_the_calls_live_transcript(seat: Any, page: Page, second_page: Page,
+                                                                     kiosk: Any) -> None:
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    session_id, _ = await seat.accept_offer(page, kiosk)
+    sup = second_page
+    await seat.login(sup, "super1")
+    # A pending request and a few teller rows: the page is longer than the screen.
+    await page.get_by_test_id("ask-authorisation").click()
+    await page.get_by_test_id("action-reason").fill("Waive the card fee")
+    await page.get_by_test_id("action-send").click()
+    await sup.get_by_test_id(f"teller-monitor-{session_id}").click()
+    await expect(sup.get_by_test_id("monitor-status")).to_have_attribute("data-state", "connected", timeout=20_000)
+    for testid in ("monitor-customer", "monitor-teller", "monitor-transcript", "monitor-stop"):
+        assert in_view(await sup.get_by_test_id(testid).bounding_box()), f"{testid} is not in view at 1366x768"
+    # What the video node's recogniser publishes reaches the monitor's transcript as it is said.
+    client = aioredis.Redis.from_url(seat.config.redis_url)
+    try:
+        await publish_to_session(client, session_id, transcript_event(
+            "customer", AsrResult(text="I would like to open a savings account", final=True, start=1.0, end=3.0)))
+        await publish_to_session(client, session_id, transcript_event(
+            "teller", AsrResult(text="certainly let me help", final=False, start=3.5, end=4.0)))
+    finally:
+        await client.aclose()
+    transcript = sup.get_by_test_id("monitor-transcript")
+    await expect(transcript.get_by_test_id("transcript-final")).to_contain_text("open a savings account")
+    await expect(transcript.get_by_test_id("transcript-partial")).to_contain_text("certainly let me help")
+    await seat.wait_frames_rising(sup, "monitor-customer")
+
+
+async def test_authorisation_requests_name_the_service_who_asked_and_when(seat: Any, page: Page,
+                                                                         second_page: Page, kiosk: Any) -> None:
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    await seat.accept_offer(page, kiosk, join=False)
+    sup = second_page
+    await seat.login(sup, "super1")
+    await expect(sup.get_by_test_id("authorisations")).to_contain_text("No pending requests.")
+    await page.get_by_test_id("ask-authorisation").click()
+    await page.get_by_test_id("action-reason").fill("Withdrawal over the daily limit")
+    await page.get_by_test_id("action-send").click()
+    item = sup.get_by_test_id("authorisations").locator("li")
+    await expect(item).to_have_count(1, timeout=8000)
+    aid = await item.get_attribute("data-authorisation")
+    await expect(sup.get_by_test_id(f"auth-teller-{aid}")).to_have_text("Teller1")
+    await expect(sup.get_by_test_id(f"auth-service-{aid}")).to_have_text("Deposits")
+    await expect(sup.get_by_test_id(f"auth-time-{aid}")).to_have_text(re.compile(r"^asked at \d\d:\d\d:\d\d$"))
+    assert "deposit" not in (await item.inner_text()).replace("Deposits", "")
+    await expect(sup.get_by_test_id(f"auth-text-{aid}")).to_have_text("Withdrawal over the daily limit")
+    # ...and still after a reload (the platform lists pending requests).
+    await sup.reload()
+    await expect(sup.get_by_test_id(f"auth-service-{aid}")).to_have_text("Deposits")
+    await sup.get_by_test_id(f"auth-reason-{aid}").fill("known customer")
+    await sup.get_by_test_id(f"auth-grant-{aid}").click()
+    await expect(sup.get_by_test_id(f"auth-{aid}")).to_have_count(0)
+    await expect(page.get_by_test_id("call-log")).to_contain_text("known customer")

@@ -12,8 +12,9 @@ A session starts when a teller accepts an offer (`start_session`, called by the 
 handler): it is placed on the live, non-draining video node with the fewest calls, and each party
 gets a join token scoped to that session and its role. Parties re-join with fresh tokens;
 supervisors of the session's queue monitor it. Tellers push forms, documents and signature
-requests and customers answer them (`pushes.py`). Tellers ask supervisors for authorisation. Every change is
-appended to the audit chain and sent to the session's audience as an event.
+requests and customers answer them (`pushes.py`). Tellers ask supervisors for authorisation
+(`authorisations.py`). Every change is appended to the audit chain and sent to the session's
+audience as an event.
 """
 
 from __future__ import annotations
@@ -60,9 +61,6 @@ PLACEMENT_HOLD_S = 10
 PUSH_TTL_S = 24 * 3600
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TURN_TTL_S = 3600
-# Ids of authorisation requests awaiting a decision, scored by request time: a reloaded supervisor
-# console lists them from here (`authz:<id>` holds each request, with PUSH_TTL_S).
-AUTHZ_PENDING = "authz:pending"
 
 
 class NoVideoNode(ApiError):
@@ -430,47 +428,6 @@ class Sessions:
         await events.add_to_audience(self.redis, session.id, client)
         await self.app[AUDIT].append(claims.sub, "session.monitor", f"session:{session.id}", {})
         return {"session": session.public(), "video": self.video(session.id, node, client, "supervisor")}
-
-    # -- authorisations ----------------------------------------------------------------------------
-
-    async def request_authorisation(self, session_id: str, claims: Claims, reason: str) -> dict[str, Any]:
-        session, _ = await self.for_party(session_id, claims, ("teller",))
-        if session.state not in LIVE:
-            raise Conflict(f"the session is {session.state}", state=session.state)
-        authz_id, at = uuid.uuid4().hex, time.time()
-        request = {"id": authz_id, "session_id": session.id, "service": session.service,
-                   "teller_id": session.teller_id, "reason": reason, "state": "pending", "at": at}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"authz:{authz_id}", json.dumps(request, ensure_ascii=False), ex=PUSH_TTL_S)
-            pipe.zadd(AUTHZ_PENDING, {authz_id: at})
-            await pipe.execute()
-        await self.app[AUDIT].append(actor(claims), "authorisation.request", f"session:{session.id}",
-                                     {"authorisation": request["id"], "reason": reason})
-        for sup in await Directory(self.engine).list_users(role="supervisor"):
-            if not sup.disabled and (not sup.queues or session.service in sup.queues):
-                await events.publish(self.redis, f"user:{sup.id}", {"type": "authorisation.request", **request})
-        return request
-
-    async def decide_authorisation(self, authz_id: str, claims: Claims, grant: bool, reason: str,
-                                   ) -> dict[str, Any]:
-        raw = await self.redis.get(f"authz:{authz_id}") if re.fullmatch(r"[0-9a-f]{32}", authz_id) else None
-        if raw is None:
-            raise NotFound("no such authorisation request")
-        request: dict[str, Any] = json.loads(_s(raw))
-        if not await self.supervises(claims, request["service"]):
-            raise Forbidden("only a supervisor of this queue may decide")
-        if not await self.redis.set(f"authz:{authz_id}:decided", claims.sub, nx=True, ex=PUSH_TTL_S):
-            raise Conflict("this request was decided already")
-        request.update(state="granted" if grant else "refused", decided_by=claims.sub, decision_reason=reason,
-                       decided_at=time.time())
-        await self.redis.set(f"authz:{authz_id}", json.dumps(request, ensure_ascii=False), ex=PUSH_TTL_S)
-        await self.redis.zrem(AUTHZ_PENDING, authz_id)
-        await self.app[AUDIT].append(claims.sub, "authorisation." + request["state"],
-                                     f"session:{request['session_id']}",
-                                     {"authorisation": authz_id, "reason": reason})
-        await events.publish(self.redis, f"user:{request['teller_id']}",
-                             {"type": "authorisation.result", **request})
-        return request
 
 
 # -- dead video nodes -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""HTTP endpoints of call sessions (`sessions/<id>/...`) and supervisors' authorisation decisions.
+"""HTTP endpoints of call sessions (`sessions/<id>/...`); authorisations are in `authorisations.py`.
 
 Parties are the session's customer (its kiosk device or phone token) and its teller; anyone else
 asking about a session gets a 404, as for an unknown id. The rules live in `sessions.Sessions`.
@@ -39,17 +39,6 @@ class WrapupBody:
     notes: str = field(default="", metadata=limit(4000))
     not_ready: bool = False
     reason: str = field(default="", metadata=limit(64))
-
-
-@dataclass(frozen=True)
-class AuthorisationBody:
-    reason: str = field(metadata=limit(500))
-
-
-@dataclass(frozen=True)
-class DecisionBody:
-    grant: bool
-    reason: str = field(default="", metadata=limit(500))
 
 
 async def _empty(request: web.Request) -> None:
@@ -140,22 +129,3 @@ async def monitor(request: web.Request) -> web.Response:
     svc, claims, sid = await _caller(request, ("supervisor",))
     await _empty(request)
     return web.json_response(await svc.monitor(sid, claims))
-
-
-@routes.post("/sessions/{session_id}/authorisations")
-async def request_authorisation(request: web.Request) -> web.Response:
-    """The teller asks the queue's supervisors to authorise something."""
-    svc, claims, sid = await _caller(request, ("teller",))
-    body = await read_json(request, AuthorisationBody)
-    return web.json_response({"authorisation": await svc.request_authorisation(sid, claims, body.reason)},
-                             status=201)
-
-
-@routes.post("/authorisations/{authorisation_id}")
-async def decide_authorisation(request: web.Request) -> web.Response:
-    """A supervisor of the queue grants or refuses (once)."""
-    claims = await authenticate(request, roles=("supervisor",))
-    body = await read_json(request, DecisionBody)
-    result = await Sessions(request.app).decide_authorisation(
-        request.match_info["authorisation_id"][:64], claims, body.grant, body.reason)
-    return web.json_response({"authorisation": result})

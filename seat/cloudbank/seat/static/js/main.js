@@ -158,7 +158,7 @@ class SeatApp {
     this.events.on("*", (ev) => this.event(ev));
     this.events.start();
     if (role === "supervisor") {
-      const sup = new SupervisorScreen(this.root, { api: this.api, seatApi: this.seatApi,
+      const sup = new SupervisorScreen(this.root, { api: this.api,
         services: Object.fromEntries(await this.loadServices()) });
       this.setScreen(sup);
       sup.start();

@@ -1,20 +1,23 @@
-// The supervisor view: the live wallboard, active calls with a receive-only monitor, and pending
-// authorisation requests to grant or refuse with a reason.
+// The supervisor view: the tellers on the floor (state, time in state, their call), the monitor
+// (receive-only, with the call's live transcript) at the top where it is seen without scrolling,
+// pending authorisation requests (service, who asked, when) to grant or refuse with a reason,
+// the calls in progress and the wallboard. Everything comes from the platform API.
 import { h, fill, clock } from "./dom.js";
-import { t } from "./i18n.js";
+import { t, language } from "./i18n.js";
 import { renderWallboard } from "./wallboard.js";
 import { VideoLink } from "./rtc.js";
 import { QualityMeter } from "./quality.js";
 import { IdCards } from "./id_cards.js";
+import { Transcript } from "./transcript.js";
+import { TellerList } from "./teller_list.js";
 
 const POLL_MS = 5000;
 
 export class SupervisorScreen {
-  constructor(root, { api, seatApi, services = {} }) {
+  constructor(root, { api, services = {} }) {
     this.services = services;
     this.root = root;
     this.api = api;
-    this.seatApi = seatApi;
     this.calls = [];
     this.auths = new Map();
     this.board = null;
@@ -27,14 +30,17 @@ export class SupervisorScreen {
     this.boardEl = h("div", { testid: "wallboard", "aria-live": "off" }, t("app.loading"));
     this.callsEl = h("div", { testid: "active-calls" });
     this.authEl = h("div", { testid: "authorisations", "aria-live": "polite" });
-    this.monitorEl = h("div", { testid: "monitor-slot" });
+    this.monitorEl = h("div", { testid: "monitor-slot", class: "monitor-slot" });
     this.error = h("p", { class: "form-error", testid: "supervisor-error", role: "alert" });
+    this.tellers = new TellerList({ services: this.services, onMonitor: (sid) => this.startMonitor(sid) });
+    // The monitor first: started from a teller's row, it opens where the supervisor is looking.
     fill(this.root, h("section", { class: "supervisor", "aria-labelledby": "sup-title" },
-      h("h1", { id: "sup-title" }, t("sup.title")), this.error,
-      h("div", { class: "card" }, this.boardEl),
-      h("div", { class: "columns" },
-        h("div", { class: "card" }, h("h2", {}, t("sup.calls")), this.callsEl, this.monitorEl),
-        h("div", { class: "card" }, h("h2", {}, t("sup.auths")), this.authEl))));
+      h("h1", { id: "sup-title" }, t("sup.title")), this.error, this.monitorEl,
+      h("div", { class: "columns sup-top" },
+        h("div", { class: "card" }, h("h2", {}, t("sup.tellers_title")), this.tellers.el),
+        h("div", { class: "card" }, h("h2", {}, t("sup.auths")), this.authEl)),
+      h("div", { class: "card" }, h("h2", {}, t("sup.calls")), this.callsEl),
+      h("div", { class: "card" }, this.boardEl)));
     this.renderAuths();
     this.refresh();
     this.poll = setInterval(() => this.refresh(), POLL_MS);
@@ -44,8 +50,9 @@ export class SupervisorScreen {
   async refresh() {
     try {
       this.show(await this.api.get("wallboard"));
-      this.calls = (await this.seatApi.get("calls")).calls || [];
+      this.calls = (await this.api.get("calls")).calls || [];
       this.showCalls();
+      this.tellers.update(await this.api.get("tellers"));
       await this.refreshAuths();
       this.error.textContent = "";
     } catch (err) {
@@ -72,6 +79,8 @@ export class SupervisorScreen {
   show(board) {
     this.board = board;
     renderWallboard(this.boardEl, board, this.services);
+    // The wallboard feed carries every teller's state every 2 s: the list follows it between polls.
+    if (board && Array.isArray(board.tellers)) this.tellers.states(board.tellers);
   }
 
   showCalls() {
@@ -111,11 +120,21 @@ export class SupervisorScreen {
     const idCards = new IdCards(this.api, {
       onError: (message) => { this.error.textContent = t("call.id_card_failed", { message }); },
     });
-    fill(this.monitorEl, h("div", { class: "monitor-view", testid: "monitor", "data-session": sessionId },
-      h("h3", {}, t("sup.monitoring")), h("div", { class: "videos two" },
+    // The call's live transcript beside the pictures (the supervisor is in the call's audience now).
+    const transcript = new Transcript();
+    const call = this.calls.find((c) => (c.id || c.session_id) === sessionId) || {};
+    const who = [call.teller_name, this.services[call.service] || call.service].filter(Boolean).join(" · ");
+    fill(this.monitorEl, h("div", { class: "card monitor-view", testid: "monitor", "data-session": sessionId,
+      "aria-labelledby": "monitor-title" },
+    h("div", { class: "monitor-head" },
+      h("h2", { id: "monitor-title" }, t("sup.monitoring"), who ? ` — ${who}` : ""), stop),
+    h("div", { class: "monitor-body" },
+      h("div", { class: "videos two" },
         // Captioned: two similar pictures side by side do not say who is who.
         h("figure", {}, customer, h("figcaption", { testid: "monitor-customer-label" }, t("call.customer"))),
-        h("figure", {}, teller, h("figcaption", { testid: "monitor-teller-label" }, t("sup.teller")))), status, quality, idCards.el, stop));
+        h("figure", {}, teller, h("figcaption", { testid: "monitor-teller-label" }, t("sup.teller")))),
+      h("div", { class: "monitor-transcript", testid: "monitor-transcript" }, transcript.el)),
+    h("div", { class: "monitor-foot" }, status, quality), idCards.el));
     idCards.load(sessionId);
     const link = new VideoLink({
       video: reply.video, mode: "monitor",
@@ -128,8 +147,10 @@ export class SupervisorScreen {
       refresh: async () => (await this.api.post(`sessions/${encodeURIComponent(sessionId)}/monitor`, {})).video,
     });
     link.start();
-    this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, [customer, teller]), sessionId, idCards };
-    stop.focus();
+    this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, [customer, teller]), sessionId, idCards,
+      transcript };
+    this.monitorEl.scrollIntoView({ block: "start" });
+    stop.focus({ preventScroll: true });
   }
 
   stopMonitor() {
@@ -141,9 +162,9 @@ export class SupervisorScreen {
     this.monitorEl.replaceChildren();
   }
 
-  /** The pending requests from the seat server (decided ones drop out; new ones are added). */
+  /** The pending requests from the platform (decided ones drop out; new ones are added). */
   async refreshAuths() {
-    const pending = (await this.seatApi.get("authorisations")).authorisations || [];
+    const pending = (await this.api.get("authorisations/pending")).authorisations || [];
     const ids = new Set(pending.map((a) => a.id));
     for (const id of [...this.auths.keys()]) if (!ids.has(id)) this.auths.delete(id);
     for (const a of pending) this.addAuth(a);
@@ -180,12 +201,25 @@ export class SupervisorScreen {
         error.textContent = t("error.generic", { message: err.message });
       }
     };
+    const at = Number(a.at) || 0;
+    const asked = at ? new Date(at * 1000) : null;
     return h("li", { "data-authorisation": id, testid: `auth-${id}` },
-      h("p", {}, h("strong", { class: "auth-teller" }, this.tellerName(a.teller_id)), ` (${a.service || ""}) — `, a.reason || ""),
+      h("p", { class: "auth-what" },
+        h("strong", { class: "auth-teller", testid: `auth-teller-${id}` }, a.teller_name || this.tellerName(a.teller_id)),
+        " · ", h("span", { class: "auth-service", testid: `auth-service-${id}` }, this.serviceName(a)),
+        " · ", h("time", { testid: `auth-time-${id}`, datetime: asked ? asked.toISOString() : "" },
+          asked ? t("sup.asked_at", { time: asked.toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB") }) : "")),
+      h("p", { class: "auth-reason", testid: `auth-text-${id}` }, a.reason || ""),
       h("label", { class: "field inline", for: `auth-reason-${id}` }, h("span", {}, t("sup.reason")), reason),
       h("button", { type: "button", class: "primary", testid: `auth-grant-${id}`, onclick: () => decide(true) }, t("sup.grant")),
       h("button", { type: "button", testid: `auth-refuse-${id}`, onclick: () => decide(false) }, t("sup.refuse")),
       error);
+  }
+
+  /** The service's name in the UI's language (the platform sends the catalogue's names). */
+  serviceName(a) {
+    const names = a.service_names || {};
+    return names[language()] || a.service_name || this.services[a.service] || a.service || "";
   }
 
   tellerName(id) {
@@ -197,6 +231,8 @@ export class SupervisorScreen {
     // The event's own `id` is its stream position, not the request's: fetch the list instead.
     if (ev.type === "authorisation.request") this.refreshAuths().catch(() => {});
     else if (ev.type === "id_card" && this.monitor && this.monitor.sessionId === ev.session_id) this.monitor.idCards.add(ev);
+    else if (ev.type === "transcript" && this.monitor && this.monitor.sessionId === ev.session_id) this.monitor.transcript.line(ev);
+    else if (ev.type === "keyword" && this.monitor && this.monitor.sessionId === ev.session_id) this.monitor.transcript.keyword(ev);
     else if (ev.type === "session.ended" && this.monitor && this.monitor.sessionId === ev.session_id) {
       this.stopMonitor();
       this.refresh();
@@ -206,6 +242,7 @@ export class SupervisorScreen {
   destroy() {
     this.stopped = true;
     clearInterval(this.poll);
+    this.tellers.destroy();
     clearTimeout(this.liveTimer);
     if (this.ws) this.ws.close();
     this.stopMonitor();
