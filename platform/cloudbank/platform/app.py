@@ -6,10 +6,8 @@ from aiohttp import web
 
 from cloudbank.platform import (
     acd_api,
-    authorisations,
     catalogue,
     events_api,
-    floor,
     id_cards,
     identity_api,
     matcher,
@@ -21,6 +19,7 @@ from cloudbank.platform import (
     sessions_api,
 )
 from cloudbank.platform.config import Config
+from cloudbank.platform.phrase_check import VOCABULARY, SpeechVocabulary
 from cloudbank.platform.service import service_app
 
 
@@ -34,8 +33,6 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(id_cards.routes)
     app.add_routes(pushes.routes)
     app.add_routes(session_history.routes)
-    app.add_routes(authorisations.routes)
-    app.add_routes(floor.routes)
     app.add_routes(openapi.routes)
     app.add_routes(acd_api.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis
@@ -44,4 +41,5 @@ def create_app(config: Config) -> web.Application:
     app[phone_auth.OTP_SENDER] = phone_auth.default_sender(config.data)
     app[events_api.WS_CLIENTS] = {}
     app[acd_api.WALLBOARD_FEED] = acd_api.WallboardFeed()
+    app[VOCABULARY] = SpeechVocabulary(config)  # services' phrases are checked against it when saved
     return app

@@ -79,6 +79,10 @@ class Recognizer(Protocol):
         """Forget the utterance; ready for the next (keeps the recogniser warm)."""
 
 
+# A phrase for an engine's phrase search: its spoken form (lexicon.spoken_form) and its threshold.
+SpotPhrase = tuple[str, float]
+
+
 class Engine(Protocol):
     """A loaded speech model that makes recognisers: `recognizer()` may be called from any thread."""
 
@@ -87,6 +91,14 @@ class Engine(Protocol):
 
     def recognizer(self, grammar: Sequence[str] | None = None) -> Recognizer:
         """A new recogniser: free decoding, or only the phrases of `grammar`."""
+
+    def spottable(self, phrases: Sequence[SpotPhrase]) -> list[SpotPhrase]:
+        """The phrases its phrase search can look for (none: the engine has no phrase search, and
+        phrases are matched in the free transcript instead)."""
+
+    def spotter(self, phrases: Sequence[SpotPhrase]) -> Recognizer:
+        """A phrase search beside free decoding, for `spottable` phrases: its finals' `words` are
+        the phrases heard, with their times."""
 
 
 ENGINES = ("pocketsphinx", "vosk")
@@ -180,6 +192,12 @@ class VoskEngine:
 
     def recognizer(self, grammar: Sequence[str] | None = None) -> VoskRecognizer:
         return VoskRecognizer(self.model, grammar)
+
+    def spottable(self, phrases: Sequence[SpotPhrase]) -> list[SpotPhrase]:
+        return []  # no phrase search yet: vosk phrases are matched in the free transcript
+
+    def spotter(self, phrases: Sequence[SpotPhrase]) -> Recognizer:
+        raise NotImplementedError("vosk has no phrase search here")
 
 
 def load_vosk_engine(path: str, language: str) -> VoskEngine:
@@ -391,19 +409,28 @@ class SpeechStream:
 
 
 class AsrService:
-    """The engine, the worker threads and the warm pool of one video node."""
+    """The engine, the worker threads and the warm pools of one video node: free decoding, and
+    (when `phrases` are given and the engine has a phrase search) phrase spotting beside it."""
 
     def __init__(self, engine: Engine, pool_size: int, grammar: Sequence[str] | None = None,
-                 threads: int | None = None, warm_s: float = 2.0) -> None:
+                 threads: int | None = None, warm_s: float = 2.0, phrases: Sequence[SpotPhrase] = ()) -> None:
         self.engine = engine
         self.grammar = list(grammar) if grammar else None
+        self.phrases = engine.spottable(phrases) if phrases else []
+        spotting = bool(self.phrases)
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=threads or max(2, pool_size), thread_name_prefix="asr")
+            max_workers=threads or max(2, pool_size * (2 if spotting else 1)), thread_name_prefix="asr")
         self.pool = RecognizerPool(lambda: self.engine.recognizer(self.grammar), self.executor,
                                    pool_size, warm_s=warm_s)
+        self.spot_pool = (RecognizerPool(lambda: self.engine.spotter(self.phrases), self.executor, pool_size,
+                                         warm_s=warm_s) if spotting else None)
 
     def stream(self, on_result: ResultHandler) -> SpeechStream:
         return SpeechStream(self.pool, on_result)
+
+    def spotting_stream(self, on_result: ResultHandler) -> SpeechStream | None:
+        """One speaker's phrase search (None without one): feed it the same audio as `stream`."""
+        return SpeechStream(self.spot_pool, on_result) if self.spot_pool is not None else None
 
     async def close(self) -> None:
         await asyncio.to_thread(self.executor.shutdown, True)
@@ -411,7 +438,7 @@ class AsrService:
 
 @asynccontextmanager
 async def asr_service(config: Config, grammar: Sequence[str] | None = None, model: Any = None,
-                      engine: Engine | None = None) -> AsyncIterator[AsrService]:
+                      engine: Engine | None = None, phrases: Sequence[SpotPhrase] = ()) -> AsyncIterator[AsrService]:
     """Load the engine the settings name (`load_engine`), warm the pool.
 
     For a video node's cleanup_ctx. Tests share one loaded engine (`engine`) or vosk model (`model`,
@@ -425,9 +452,11 @@ async def asr_service(config: Config, grammar: Sequence[str] | None = None, mode
         engine = await asyncio.to_thread(load_engine, config)
     elif engine.name != config.asr_engine:
         raise ConfigError("asr_engine", config.asr_engine, f"the engine given is {engine.name}")
-    service = AsrService(engine, config.asr_pool_size, grammar)
+    service = AsrService(engine, config.asr_pool_size, grammar, phrases=phrases)
     try:
         await service.pool.start()
+        if service.spot_pool is not None:
+            await service.spot_pool.start()
         yield service
     finally:
         await service.close()

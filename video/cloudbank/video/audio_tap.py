@@ -44,6 +44,21 @@ class SpeechSink(Protocol):
         """The utterance is over."""
 
 
+class TeeSink:
+    """One party's voiced audio to several sinks (free decoding and the phrase search)."""
+
+    def __init__(self, *sinks: SpeechSink) -> None:
+        self.sinks = sinks
+
+    def feed(self, pcm: bytes, t: float) -> None:
+        for sink in self.sinks:
+            sink.feed(pcm, t)
+
+    def end(self) -> None:
+        for sink in self.sinks:
+            sink.end()
+
+
 def level_dbfs(samples: np.ndarray) -> float:
     """RMS level of int16 samples in dB below full scale (-inf for digital silence)."""
     if not len(samples):

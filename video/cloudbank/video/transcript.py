@@ -4,6 +4,10 @@ keyword events, and at the end a WebVTT file and a JSON file beside the recordin
     SpeechStream(customer) ─┐
     SpeechStream(teller)   ─┴─ Transcript.handler(speaker) ─> publish_to_session (Redis)
                                        └─ KeywordSpotter ─> `keyword` events
+    phrase search (customer, teller) ─ Transcript.spot_handler(speaker) ─> KeywordSpotter.heard
+
+The phrase search (when the engine has one) hears the same voiced audio as free decoding, per
+speaker; its hits are the `keyword` events and free transcript lines are then not matched.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from redis.exceptions import RedisError
 
 from cloudbank.platform.events import publish_to_session
 from cloudbank.video.asr import AsrResult, AsrService, ResultHandler, SpeechStream
-from cloudbank.video.audio_tap import AudioTap
+from cloudbank.video.audio_tap import AudioTap, SpeechSink, TeeSink
 from cloudbank.video.keywords import KeywordSpotter
 from cloudbank.video.packets import TrackInfo
 from cloudbank.video.recorder import first_free
@@ -63,6 +67,16 @@ class Transcript:
 
         async def on_result(result: AsrResult) -> None:
             await self.add(speaker, result)
+
+        return on_result
+
+    def spot_handler(self, speaker: str) -> ResultHandler:
+        """The `on_result` of one speaker's phrase search: its hits become `keyword` events."""
+
+        async def on_result(result: AsrResult) -> None:
+            if self.spotter is not None and result.final:
+                for event in self.spotter.heard(speaker, result):
+                    await self._publish(event)
 
         return on_result
 
@@ -128,23 +142,33 @@ class TranscriptSink:
                  spotter: KeywordSpotter | None = None, epoch: float | None = None) -> None:
         self.transcript = Transcript(session_id, redis, folder, spotter)
         self.asr = asr
+        self.spotting = spotter is not None and asr.spot_pool is not None
+        if spotter is not None:
+            spotter.spotting = self.spotting
         self.streams: dict[str, SpeechStream] = {}
+        self.spot_streams: dict[str, SpeechStream] = {}
         self.tap = AudioTap(self._sink_for, epoch)
         self.files: list[Path] = []
 
-    def _sink_for(self, track: TrackInfo) -> SpeechStream | None:
-        if track.party not in ("customer", "teller"):
+    def _sink_for(self, track: TrackInfo) -> SpeechSink | None:
+        party = track.party
+        if party not in ("customer", "teller"):
             return None
-        if track.party not in self.streams:
-            self.streams[track.party] = self.asr.stream(self.transcript.handler(track.party))
-        return self.streams[track.party]
+        if party not in self.streams:
+            self.streams[party] = self.asr.stream(self.transcript.handler(party))
+            spot = self.asr.spotting_stream(self.transcript.spot_handler(party)) if self.spotting else None
+            if spot is not None:
+                self.spot_streams[party] = spot
+        if party in self.spot_streams:
+            return TeeSink(self.streams[party], self.spot_streams[party])
+        return self.streams[party]
 
     def on_rtp(self, track: TrackInfo, packet: RtpPacket) -> None:
         self.tap.on_rtp(track, packet)
 
     async def close(self) -> None:
         await self.tap.close()
-        for stream in self.streams.values():
+        for stream in [*self.streams.values(), *self.spot_streams.values()]:
             try:
                 await stream.drain()
             finally:
