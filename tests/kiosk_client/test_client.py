@@ -180,3 +180,15 @@ async def test_a_phone_customer_books_the_offered_call_back(aiohttp_server: Make
         booked = await client.request_callback(ticket["id"])
         assert booked["ticket"]["state"] == "callback"
         assert (await client.ticket(ticket["id"]))["state"] == "callback"
+
+
+def test_a_video_url_by_path_is_resolved_against_the_platform_address() -> None:
+    from cloudbank.kiosk_client.client import absolute_video
+
+    # `cloudbank up` names its node by path: the kiosk reaches it where it reached the platform
+    assert absolute_video({"video": {"url": "/video/", "token": "t"}}, "http://192.0.2.1:8080")["video"]["url"] \
+        == "http://192.0.2.1:8080/video/"
+    # a node with its own address (a separate `cloudbank video` with a public URL) is left alone
+    assert absolute_video({"video": {"url": "https://node-b.bank.example/video/"}}, "http://192.0.2.1:8080") \
+        == {"video": {"url": "https://node-b.bank.example/video/"}}
+    assert absolute_video({"type": "ticket.update"}, "http://x") == {"type": "ticket.update"}

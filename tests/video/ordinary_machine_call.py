@@ -1,7 +1,7 @@
 """A call as a new user makes it on an ordinary machine, run by test_ordinary_machine.py inside
 network namespaces it makes: one with a non-loopback interface (192.0.2.1 on a veth pair) and a
 default route (`same-machine`: everything on that machine), or two joined by the veth pair
-(`lan-client`: the teller's PC and the kiosk at 192.0.2.2 reach `cloudbank up --host 192.0.2.1`).
+(`lan-client`: the teller's PC and the kiosk at 192.0.2.2 reach `cloudbank up --host 0.0.0.0`).
 
 `cloudbank up` with its defaults, the teller and a supervisor in Chromium without
 `--allow-loopback-in-peer-connection` (an ordinary browser offers the machine's own address, never

@@ -5,7 +5,7 @@ to video, or never) or one that refused the LAN its clients sit on.
 - same machine: besides loopback there is an interface with an address and a default route, so
   Chromium offers and checks from that address (`cloudbank up` with its defaults);
 - LAN: the teller's PC and the kiosk are another machine (192.0.2.2) reaching
-  `cloudbank up --host 192.0.2.1` across a veth pair.
+  `cloudbank up --host 0.0.0.0` (at 192.0.2.1) across a veth pair.
 
 The namespaces are made here (root, `unshare -n`): nothing they send can leave them.
 `ordinary_machine_call.py` drives the call inside them."""
@@ -69,7 +69,7 @@ def test_a_teller_and_a_kiosk_on_the_lan_have_video_within_5_s(tmp_path: Path) -
     module = scenario()
     up = None
     try:
-        up, passwords, code = module.start_up(tmp_path, 8080, host="192.0.2.1",
+        up, passwords, code = module.start_up(tmp_path, 8080, host="0.0.0.0",
                                               wrap=("unshare", "-n", "sh", "-c", f'{server_net} && exec "$0" "$@"'))
         (tmp_path / "credentials.tmp").write_text(json.dumps({"passwords": passwords, "code": code}))
         (tmp_path / "credentials.tmp").rename(tmp_path / "credentials.json")

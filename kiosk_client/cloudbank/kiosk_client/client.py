@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urljoin
 
 import aiohttp
 
@@ -64,6 +64,15 @@ class DeviceStatus:
         return {"online": self.online, "camera_ok": self.camera_ok, "microphone_ok": self.microphone_ok,
                 "peripherals_ok": self.peripherals_ok, "app_version": self.app_version,
                 "details": dict(self.details)}
+
+
+def absolute_video(data: dict[str, Any], server: str) -> dict[str, Any]:
+    """`data` with its `video.url` made absolute against the platform's address: a node that shares
+    the platform's origin (`cloudbank up`) names itself by path, as a browser resolves it."""
+    video = data.get("video")
+    if isinstance(video, dict) and isinstance(video.get("url"), str):
+        video["url"] = urljoin(server + "/", video["url"])
+    return data
 
 
 class PlatformClient:
@@ -118,7 +127,7 @@ class PlatformClient:
                 if resp.status >= 400:
                     raise PlatformError(resp.status, str(data.get("error", "error")),
                                         str(data.get("message", resp.reason)), data)
-                return resp.status, data if isinstance(data, dict) else {"value": data}
+                return resp.status, absolute_video(data, self.server) if isinstance(data, dict) else {"value": data}
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise PlatformError(0, "unreachable", f"{method} {url} failed: {type(exc).__name__}: {exc}") from None
 
@@ -253,6 +262,7 @@ class EventStream:
                         continue
                     if not isinstance(event, dict):
                         continue
+                    absolute_video(event, self.client.server)
                     if event.get("id"):
                         self.last_id = str(event["id"])
                     kind = event.get("type")

@@ -54,6 +54,11 @@ def build_root(config: Config, services: list[str]) -> web.Application:
     root = web.Application()
     for name in services:
         mount = table[name]
+        if name == "video" and "platform" in services:
+            # beside the platform: clients reach the node at whatever address they reached us
+            from cloudbank.video import app as video_app
+            root.add_subapp(mount.prefix, video_app.create_app(config, same_origin=True))
+            continue
         root.add_subapp(mount.prefix, mount.factory(config))
 
     async def index(_request: web.Request) -> web.Response:

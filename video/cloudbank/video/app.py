@@ -35,11 +35,17 @@ log = logging.getLogger("cloudbank.video")
 
 SINKS = web.AppKey("video_sinks", list[SinkFactory])
 ASR = web.AppKey("video_asr", AsrService)
+ADVERTISED_URL = web.AppKey("video_advertised_url", str)  # the node's URL in the registry and join grants
 
 
-def create_app(config: Config, sinks: Sequence[SinkFactory] | None = None) -> web.Application:
-    """The video node. `sinks`: packet sinks per room; default: the recorder when available."""
+def create_app(config: Config, sinks: Sequence[SinkFactory] | None = None, same_origin: bool = False
+               ) -> web.Application:
+    """The video node. `sinks`: packet sinks per room; default: the recorder when available.
+    `same_origin`: mounted beside the platform on one origin (`cloudbank up`), so without a public
+    URL it names itself by path and every client reaches it at the address it used for the platform
+    (a LAN client of `--host 0.0.0.0` would otherwise be sent to 127.0.0.1)."""
     app = service_app(config, "video")
+    app[ADVERTISED_URL] = "/video/" if same_origin and not config.public_url else f"{config.base_url}/video/"
     app[NODE_ID] = config.video_node_id or f"video-{uuid.uuid4().hex[:12]}"
     app[SINKS] = list(sinks) if sinks is not None else default_sinks(app)
     if sinks is None:
@@ -79,7 +85,7 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     networks = allowed_networks(config)
     sinks: list[SinkFactory] = app[SINKS]
     rooms = Rooms(sinks=sinks, prepare_peer=lambda pc: restrict_ice(pc, addresses, networks))
-    registry = Registry(app[REDIS], app[NODE_ID], f"{config.base_url}/video/", lambda: sorted(rooms.rooms))
+    registry = Registry(app[REDIS], app[NODE_ID], app[ADVERTISED_URL], lambda: sorted(rooms.rooms))
     app[ROOMS] = rooms
     app[REGISTRY] = registry
     beat = asyncio.create_task(registry.run(), name=f"video-registry-{app[NODE_ID]}")
