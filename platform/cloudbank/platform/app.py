@@ -6,8 +6,10 @@ from aiohttp import web
 
 from cloudbank.platform import (
     acd_api,
+    authorisations,
     catalogue,
     events_api,
+    floor,
     id_cards,
     identity_api,
     matcher,
@@ -33,6 +35,8 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(id_cards.routes)
     app.add_routes(pushes.routes)
     app.add_routes(session_history.routes)
+    app.add_routes(authorisations.routes)
+    app.add_routes(floor.routes)
     app.add_routes(openapi.routes)
     app.add_routes(acd_api.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis
