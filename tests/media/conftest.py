@@ -104,12 +104,13 @@ class Samples:
     pdf: bytes
     webm: bytes
     mp4: bytes
+    webm_5s: bytes  # 75 frames at 15 fps: a clip that plays for 5 s
 
 
 @pytest.fixture(scope="session")
 def samples() -> Samples:
     return Samples(png_bytes(), jpeg_bytes(), pdf_bytes(), video_bytes("webm", "libvpx"),
-                   video_bytes("mp4", "mpeg4"))
+                   video_bytes("mp4", "mpeg4"), video_bytes("webm", "libvpx", frames=75))
 
 
 @dataclass
@@ -322,12 +323,13 @@ async def real_call(dep: Deployment, session_id: str, teller_id: str, *, seconds
         await engine.dispose()
 
 
-CALL_PEOPLE = (("admin1", "admin", "Admin One"), ("tlee", "teller", "Teresa Lee"), ("bkim", "teller", "Bora Kim"))
+CALL_PEOPLE = (("admin1", "admin", "Admin One"), ("admin2", "admin", "Admin Two"), ("tlee", "teller", "Teresa Lee"),
+               ("bkim", "teller", "Bora Kim"))
 
 
 @pytest.fixture
 async def call_deployment(config: Config) -> AsyncIterator[Deployment]:
-    """platform + media + video on a real port, with admin1 and the tellers tlee (Teresa Lee) and bkim."""
+    """platform + media + video on a real port, with admin1, admin2 and the tellers tlee (Teresa Lee) and bkim."""
     async with deployment(config, CALL_PEOPLE) as dep:
         yield dep
 

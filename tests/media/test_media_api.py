@@ -311,3 +311,33 @@ async def test_kiosk_reads_only_its_own_branch(media: Any, samples: Any) -> None
     resp = await media.client.get("/media/api/kiosk/playlist", params={"x": "1"},
                                   headers={"Authorization": f"Bearer {north}"})
     assert resp.status == 400
+
+
+async def test_delete_an_item_refused_while_a_playlist_uses_it(media: Any, samples: Any) -> None:
+    video = await media.upload(samples.webm_5s, "clip.webm")
+    image = await media.upload(samples.png, "poster.png")
+    spare = await media.upload(samples.jpeg, "spare.jpg")
+    assert video["duration_s"] == pytest.approx(5.0, abs=0.1)  # probed from the file
+    assert "duration_s" not in image
+    playlist = await media.approved_playlist("demo", [video["id"]])
+    # A pending version that would add the image: the image is in use too.
+    resp = await media.client.post(f"/media/api/playlists/{playlist['id']}/versions", headers=media.auth("admin1"),
+                                   json={"items": [{"item_id": video["id"], "duration_s": 5},
+                                                   {"item_id": image["id"], "duration_s": 10}]})
+    assert resp.status == 201
+    for item, words in ((video, "played by kiosks"), (image, "waiting for approval")):
+        resp = await media.client.delete(f"/media/api/items/{item['id']}", headers=media.auth("admin1"))
+        assert resp.status == 409
+        body = await resp.json()
+        assert words in body["message"] and body["playlists"] == [playlist["id"]]
+    assert (await media.client.delete(f"/media/api/items/{spare['id']}", headers=media.auth("super1"))).status == 403
+    resp = await media.client.delete(f"/media/api/items/{spare['id']}", headers=media.auth("admin1"))
+    assert resp.status == 200
+    assert (await media.client.get(f"/media/api/items/{spare['id']}", headers=media.auth("admin1"))).status == 404
+    assert (await media.client.get(spare["url"], headers=media.auth("admin1"))).status == 404  # the bytes are gone
+    assert (await media.client.delete(f"/media/api/items/{spare['id']}", headers=media.auth("admin1"))).status == 404
+    # The playlist says who made each version, for the checker.
+    resp = await media.client.get(f"/media/api/playlists/{playlist['id']}", headers=media.auth("admin2"))
+    versions = (await resp.json())["playlist"]["versions"]
+    assert [v["made_by_name"] for v in versions] == ["Admin1 (admin1)", "Admin1 (admin1)"]
+    assert versions[0]["decided_by_name"] == "Admin2 (admin2)"

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from cloudbank.media import media_api, recordings_api
 from cloudbank.media.indexer import FinishedRecordings
+from cloudbank.media.probe import Durations
 from cloudbank.media.recordings import RecordingsCatalogue
 from cloudbank.media.retention import purge_expired
 from cloudbank.platform.config import Config
@@ -102,6 +103,7 @@ def create_app(config: Config) -> web.Application:
     app.middlewares.append(_csp)
     app.cleanup_ctx.append(_housekeeping)  # after service_app's resources: it needs the database
     app.router.add_get("/config.json", _client_config)
+    app[media_api.DURATIONS] = Durations()
     app.add_routes(media_api.routes)
     app.add_routes(recordings_api.routes)
     add_static_app(app, STATIC)

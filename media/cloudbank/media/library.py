@@ -88,6 +88,12 @@ class Library:
             row = (await conn.execute(sa.select(media_items).where(media_items.c.sha256 == sha256))).first()
         return None if row is None else _item(row)
 
+    async def delete(self, item_id: str) -> bool:
+        """Remove the item's row (the caller deletes the blob); False when it was already gone."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(media_items.delete().where(media_items.c.id == item_id))
+        return bool(done.rowcount == 1)
+
     async def list(self, kind: str | None = None, limit: int = 1000) -> list[Item]:
         query = sa.select(media_items).order_by(media_items.c.created_at.desc()).limit(limit)
         if kind is not None:

@@ -15,15 +15,17 @@ from aiohttp import web
 
 from cloudbank.media.library import Item, Library
 from cloudbank.media.playlists import Entry, Playlists, Version
+from cloudbank.media.probe import Durations
 from cloudbank.media.store import BlobStore, check_name, check_sha256
-from cloudbank.platform.errors import BadRequest, Forbidden, NotFound, TooLarge
+from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from cloudbank.platform.identity import Directory
-from cloudbank.platform.records import branches
+from cloudbank.platform.records import branches, users
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, authenticate
 from cloudbank.platform.tokens import Claims
 from cloudbank.platform.validation import limit, read_json
 
 routes = web.RouteTableDef()
+DURATIONS = web.AppKey("media_durations", Durations)
 
 PLAYABLE = ("video", "image")
 MAX_DURATION_S = 3600.0
@@ -39,10 +41,23 @@ def blob_url(request: web.Request, sha256: str) -> str:
     return str(request.app.router["blob"].url_for(sha256=sha256))
 
 
-def item_json(request: web.Request, item: Item) -> dict[str, Any]:
+async def item_json(request: web.Request, item: Item) -> dict[str, Any]:
+    """An item as the API shows it; a video also has `duration_s`, probed from the file (None if unreadable)."""
     body = item.public("")
     body["url"] = blob_url(request, item.sha256)
+    if item.kind == "video":
+        body["duration_s"] = await request.app[DURATIONS].get(item.sha256, blob_store(request.app).path(item.sha256))
     return body
+
+
+async def display_names(request: web.Request, ids: set[str]) -> dict[str, str]:
+    """Display names of the admins who made or decided playlist versions (a checker sees who proposed)."""
+    if not ids:
+        return {}
+    async with request.app[ENGINE].connect() as conn:
+        rows = await conn.execute(sa.select(users.c.id, users.c.display_name, users.c.username)
+                                  .where(users.c.id.in_(ids)))
+        return {str(r.id): f"{r.display_name} ({r.username})" for r in rows}
 
 
 async def admin(request: web.Request) -> Claims:
@@ -93,7 +108,7 @@ async def upload(request: web.Request) -> web.Response:
     await request.app[AUDIT].append(claims.sub, "media.uploaded", f"media:{item.id}", {
         "sha256": item.sha256, "name": name, "size": item.size, "content_type": item.content_type,
         "deduplicated": not created})
-    return web.json_response({"item": item_json(request, item), "deduplicated": not created},
+    return web.json_response({"item": await item_json(request, item), "deduplicated": not created},
                              status=201 if created else 200)
 
 
@@ -105,14 +120,36 @@ async def list_items(request: web.Request) -> web.Response:
     if kind is not None and kind not in ("video", "image", "document"):
         raise BadRequest("kind must be video, image or document", field="kind")
     items = await Library(request.app[ENGINE]).list(kind)
-    return web.json_response({"items": [item_json(request, i) for i in items]})
+    return web.json_response({"items": [await item_json(request, i) for i in items]})
 
 
 @routes.get("/api/items/{item_id}")
 async def get_item(request: web.Request) -> web.Response:
     await admin(request)
     item = await Library(request.app[ENGINE]).get(request.match_info["item_id"][:64])
-    return web.json_response({"item": item_json(request, item)})
+    return web.json_response({"item": await item_json(request, item)})
+
+
+@routes.delete("/api/items/{item_id}")
+async def delete_item(request: web.Request) -> web.Response:
+    """Delete an item and its bytes; refused (409) while a playlist's approved or pending version uses it."""
+    claims = await admin(request)
+    library = Library(request.app[ENGINE])
+    item = await library.get(request.match_info["item_id"][:64])
+    using = [(p, v) for p, versions in await Playlists(request.app[ENGINE]).list() for v in versions
+             if v.state in ("approved", "pending") and any(e.item_id == item.id for e in v.items)]
+    if using:
+        where = "; ".join(f"{p.name} ({p.branch_id}), version {v.version} "
+                          f"{'played by kiosks' if v.state == 'approved' else 'waiting for approval'}"
+                          for p, v in using)
+        raise Conflict(f"{item.name} is in use: {where}. Take it out of that playlist (and have the change "
+                       f"approved) first", playlists=sorted({p.id for p, _ in using}))
+    if not await library.delete(item.id):
+        raise NotFound(f"no media item {item.id}")
+    blob_store(request.app).delete(item.sha256)
+    await request.app[AUDIT].append(claims.sub, "media.deleted", f"media:{item.id}", {
+        "sha256": item.sha256, "name": item.name, "size": item.size})
+    return web.json_response({"deleted": item.id})
 
 
 @routes.get("/api/blobs/{sha256}", name="blob")
@@ -189,11 +226,19 @@ def version_number(request: web.Request) -> int:
     return int(raw)
 
 
-def playlist_json(playlist: Any, versions: list[Version]) -> dict[str, Any]:
+def playlist_json(playlist: Any, versions: list[Version], names: dict[str, str] | None = None) -> dict[str, Any]:
+    """`names`: user id -> display name; each version then says who made (`made_by_name`) and decided it."""
     approved = [v.version for v in versions if v.state == "approved"]
     pending = [v.version for v in versions if v.state == "pending"]
+    shown = [{**v.public(), "made_by_name": (names or {}).get(v.made_by),
+              "decided_by_name": (names or {}).get(v.decided_by or "")} for v in versions]
     return {**playlist.public(), "approved_version": approved[-1] if approved else None,
-            "pending_version": pending[-1] if pending else None, "versions": [v.public() for v in versions]}
+            "pending_version": pending[-1] if pending else None, "versions": shown}
+
+
+async def people_of(request: web.Request, versions: list[Version]) -> dict[str, str]:
+    return await display_names(request, {v.made_by for v in versions} | {v.decided_by for v in versions
+                                                                            if v.decided_by})
 
 
 @routes.get("/api/branches")
@@ -208,7 +253,8 @@ async def list_branches(request: web.Request) -> web.Response:
 async def list_playlists(request: web.Request) -> web.Response:
     await admin(request)
     listed = await Playlists(request.app[ENGINE]).list()
-    return web.json_response({"playlists": [playlist_json(p, vs) for p, vs in listed]})
+    names = await people_of(request, [v for _, vs in listed for v in vs])
+    return web.json_response({"playlists": [playlist_json(p, vs, names) for p, vs in listed]})
 
 
 @routes.post("/api/playlists")
@@ -232,7 +278,8 @@ async def get_playlist(request: web.Request) -> web.Response:
     await admin(request)
     store = Playlists(request.app[ENGINE])
     playlist = await store.get(request.match_info["playlist_id"][:64])
-    return web.json_response({"playlist": playlist_json(playlist, await store.versions(playlist.id))})
+    versions = await store.versions(playlist.id)
+    return web.json_response({"playlist": playlist_json(playlist, versions, await people_of(request, versions))})
 
 
 @routes.post("/api/playlists/{playlist_id}/versions")

@@ -63,6 +63,33 @@ export class Api {
   post(path, body = {}) { return this.call("POST", path, body); }
   put(path, body) { return this.call("PUT", path, body); }
 
+  del(path) { return this.call("DELETE", path); }
+
+  /**
+   * POST a file as the raw body with upload progress (fetch cannot report it): onProgress(sent, total).
+   * Resolves to the JSON answer; refusals become ApiError, an unreachable server NetworkError.
+   */
+  upload(path, { query, body, headers = {}, onProgress } = {}) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", this.url(path, query));
+      const token = this.auth.token;
+      if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+      xhr.upload.onprogress = (ev) => { if (onProgress) onProgress(ev.loaded, ev.lengthComputable ? ev.total : body.size); };
+      xhr.onerror = () => reject(new NetworkError("the upload could not reach the server"));
+      xhr.onload = () => {
+        let data = null;
+        try { data = JSON.parse(xhr.responseText); } catch { data = { message: xhr.responseText.slice(0, 200) }; }
+        if (xhr.status >= 200 && xhr.status < 300) { resolve(data); return; }
+        const err = new ApiError(xhr.status, data);
+        if (xhr.status === 401 && token && this.onExpired) this.onExpired(err);
+        reject(err);
+      };
+      xhr.send(body);
+    });
+  }
+
   /** An object URL for a protected resource (image/video previews, downloads). */
   async objectUrl(path) {
     const response = await this.raw("GET", path);

@@ -3,6 +3,12 @@
 import { h, fill, when } from "./dom.js";
 import { t } from "./i18n.js";
 
+/** How long an item plays by default: a video its own length (probed by the server), an image 10 s. */
+export function defaultSeconds(item) {
+  if (item.kind === "video" && item.duration_s) return Math.min(3600, Math.max(1, Math.round(item.duration_s)));
+  return 10;
+}
+
 export function renderPlaylists(root, ctx) {
   const me = ctx.auth.user.id;
   const draft = [];  // [{item, duration_s}]
@@ -21,7 +27,11 @@ export function renderPlaylists(root, ctx) {
         value: String(entry.duration_s), testid: `draft-duration-${i}`,
         onchange: (ev) => { entry.duration_s = Number(ev.target.value); } })),
       h("button", { type: "button", testid: `draft-up-${i}`, disabled: i === 0,
-        onclick: () => { draft.splice(i - 1, 0, draft.splice(i, 1)[0]); renderDraft(); } }, "↑"),
+        "aria-label": t("playlists.move_up_named", { name: entry.item.name }),
+        onclick: () => { draft.splice(i - 1, 0, draft.splice(i, 1)[0]); renderDraft(); } }, `↑ ${t("playlists.move_up")}`),
+      h("button", { type: "button", testid: `draft-down-${i}`, disabled: i === draft.length - 1,
+        "aria-label": t("playlists.move_down_named", { name: entry.item.name }),
+        onclick: () => { draft.splice(i + 1, 0, draft.splice(i, 1)[0]); renderDraft(); } }, `↓ ${t("playlists.move_down")}`),
       h("button", { type: "button", testid: `draft-remove-${i}`,
         onclick: () => { draft.splice(i, 1); renderDraft(); } }, t("playlists.remove")))));
     submit.disabled = draft.length === 0;
@@ -86,7 +96,8 @@ export function renderPlaylists(root, ctx) {
     return h("li", { class: `version ${version.state}`, testid: `version-${version.version}`, "data-state": version.state },
       h("strong", {}, t("playlists.version", { version: version.version })), " ",
       h("span", { class: "badge", testid: "version-state" }, t(`state.${version.state}`)), " ",
-      h("span", { class: "muted" }, t("playlists.made", { when: when(version.made_at) })),
+      h("span", { class: "muted", testid: "version-made-by" }, t("playlists.made_by", {
+        who: mine ? t("playlists.you") : (version.made_by_name || version.made_by), when: when(version.made_at) })),
       h("div", { class: "muted", testid: "version-items" }, names.join(" · ")),
       version.state === "pending" ? h("div", { class: "row" },
         mine ? h("span", { class: "hint", testid: "own-change" }, t("playlists.own_change")) :
@@ -112,7 +123,7 @@ export function renderPlaylists(root, ctx) {
       const playable = items.filter((i) => i.kind === "video" || i.kind === "image");
       fill(available, playable.length === 0 ? h("p", {}, t("playlists.no_items")) : playable.map((item) =>
         h("button", { type: "button", class: "chip", testid: `add-item-${item.id}`, "data-name": item.name,
-          onclick: () => { draft.push({ item, duration_s: item.kind === "video" ? 30 : 10 }); renderDraft(); } },
+          onclick: () => { draft.push({ item, duration_s: defaultSeconds(item) }); renderDraft(); } },
         `+ ${item.name}`)));
       fill(listEl, playlists.length === 0 ? h("p", { testid: "playlist-empty" }, t("playlists.none")) :
         playlists.map((p) => h("section", { class: "card", testid: `playlist-${p.branch_id}`,
