@@ -147,6 +147,7 @@ export default {
   "call.response_declined": "The customer declined: {title}",
   "call.a_push": "a request",
   "call.no_video": "No video",
+  "call.history_failed": "The call so far could not be loaded: {message}",
   "media.problem": "Video is not connected",
   "media.retry": "Try again",
   "media.retrying": "Trying again…",

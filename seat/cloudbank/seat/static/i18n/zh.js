@@ -147,6 +147,7 @@ export default {
   "call.response_declined": "客户已拒绝：{title}",
   "call.a_push": "一项请求",
   "call.no_video": "无视频",
+  "call.history_failed": "无法加载此前的通话内容：{message}",
   "media.problem": "视频未连接",
   "media.retry": "重试",
   "media.retrying": "正在重试…",

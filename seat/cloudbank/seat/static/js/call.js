@@ -10,7 +10,10 @@ import { Transcript } from "./transcript.js";
 import { ActionPanel } from "./actions.js";
 import { IdCards } from "./id_cards.js";
 import { PushAnswers } from "./pushes.js";
-import { MediaProblem } from "./media_problem.js";
+import { MediaProblem, reasonNote } from "./media_problem.js";
+
+// The call log lines a reload keeps (sessionStorage holds them with the call).
+const LOG_KEEP = 200;
 
 /** Ask for the teller's camera and microphone; null (and a reason) when there are none. */
 export async function localMedia() {
@@ -26,9 +29,9 @@ export async function localMedia() {
 
 export class CallScreen {
   /**
-   * call: {session, video, started_at}; api: the Api; services: [[code, name]];
+   * call: {session, video, started_at, log?}; api: the Api; services: [[code, name]];
    * onEnded(call): the call is over (ended here or by the customer) -> wrap-up.
-   * onPersist(call): store the call so a reload can return to it.
+   * onPersist(call): store the call so a reload can return to it (its log goes with it).
    */
   constructor(root, call, { api, services, onEnded, onPersist }) {
     this.root = root;
@@ -40,38 +43,80 @@ export class CallScreen {
     this.services = services;
     this.startedAt = call.started_at || Date.now() / 1000;
     this.onHold = false;
+    this.muted = false;
+    this.cameraOff = false;
     this.ended = false;
-    this.snapshots = new Set();
+    this.snapshots = new Map();   // url -> the snapshot message, to show again after a re-render
     this.activated = false;
+    this.linkState = "connecting";
+    this.lastProblem = null;
+    // The call log as translation keys, so a language switch re-renders it and a reload keeps it.
+    this.call.log = Array.isArray(call.log) ? call.log.slice(-LOG_KEEP) : [];
   }
 
   async start() {
-    const s = this.call.session;
-    this.remote = h("video", { class: "remote", testid: "remote-video", autoplay: true, playsinline: true,
-      "aria-label": t("call.customer") });
-    this.local = h("video", { class: "local", testid: "local-video", autoplay: true, playsinline: true, muted: true,
-      "aria-label": t("call.me") });
+    this.remote = h("video", { class: "remote", testid: "remote-video", autoplay: true, playsinline: true });
+    this.local = h("video", { class: "local", testid: "local-video", autoplay: true, playsinline: true, muted: true });
     this.local.muted = true;
-    this.status = h("p", { class: "call-status", testid: "call-status", role: "status" }, t("call.connecting"));
+    this.render();
+    this.load();
+    this.clock = setInterval(() => { this.timer.textContent = clock(Date.now() / 1000 - this.startedAt); }, 500);
+    const media = await localMedia();
+    if (this.ended) return;
+    this.stream = media.stream;
+    if (media.error) this.note("call.camera_missing", { message: media.error }, "warn");
+    if (this.stream) {
+      this.local.srcObject = this.stream;
+      // Mute, camera-off or hold pressed while the devices were opening still applies.
+      this.applyTracks();
+    }
+    this.remoteStream = new MediaStream();
+    this.remote.srcObject = this.remoteStream;
+    this.link = new VideoLink({
+      video: this.call.video, mode: "send", localStream: this.stream,
+      onTrack: (track) => {
+        for (const old of this.remoteStream.getTracks().filter((x) => x.kind === track.kind)) this.remoteStream.removeTrack(old);
+        this.remoteStream.addTrack(track);
+        this.remote.play().catch(() => {});
+      },
+      onStatus: (st) => this.linkStatus(st),
+      onMessage: (msg) => this.signal(msg),
+      refresh: () => this.rejoinToken(),
+      onProblem: (p) => this.mediaProblem(p),
+    });
+    this.link.start();
+    this.meter = new QualityMeter(() => this.link && this.link.pc, this.qualityEl, this.remote);
+  }
+
+  /** Build the screen from what this object knows; the videos, the link and the camera are kept. */
+  render() {
+    const s = this.call.session;
+    this.remote.setAttribute("aria-label", t("call.customer"));
+    this.local.setAttribute("aria-label", t("call.me"));
+    this.status = h("p", { class: "call-status", testid: "call-status", role: "status" });
     this.problem = new MediaProblem(() => this.retryMedia());
-    this.timer = h("span", { class: "timer", testid: "call-timer", "aria-label": t("call.timer") }, "0:00");
+    this.timer = h("span", { class: "timer", testid: "call-timer", "aria-label": t("call.timer") },
+      clock(Date.now() / 1000 - this.startedAt));
     this.qualityEl = h("p", { class: "quality", testid: "call-quality", "aria-live": "off" }, t("quality.title"));
     this.log = h("ul", { class: "call-log", testid: "call-log", "aria-live": "polite" });
     this.shots = h("div", { class: "shots", testid: "snapshots" });
+    if (this.idCards) this.idCards.destroy();
     this.idCards = new IdCards(this.api, {
-      onShown: (side) => this.note(t("call.id_card_received", { side })),
-      onError: (message) => this.note(t("call.id_card_failed", { message }), "warn"),
+      onShown: (side) => this.note("call.id_card_received", { side }),
+      onError: (message) => this.note("call.id_card_failed", { message }, "warn"),
     });
+    if (this.pushes) this.pushes.destroy();
     this.pushes = new PushAnswers(this.api, { startedAt: this.startedAt,
-      onError: (message) => this.note(t("pushes.failed", { message }), "warn") });
+      onError: (message) => this.note("pushes.failed", { message }, "warn") });
     this.transcript = new Transcript();
     const panelEl = h("div", { class: "panel-slot" });
     this.panel = new ActionPanel(panelEl, (path, body) => this.post(path, body).then((r) => this.afterAction(path, body, r)),
       this.services);
 
-    this.muteBtn = h("button", { type: "button", testid: "call-mute", "aria-pressed": "false", onclick: () => this.toggleMute() }, t("call.mute"));
-    this.camBtn = h("button", { type: "button", testid: "call-camera", "aria-pressed": "false", onclick: () => this.toggleCamera() }, t("call.camera_off"));
-    this.holdBtn = h("button", { type: "button", testid: "call-hold", "aria-pressed": "false", onclick: () => this.toggleHold() }, t("call.hold"));
+    this.muteBtn = h("button", { type: "button", testid: "call-mute", onclick: () => this.toggleMute() });
+    this.camBtn = h("button", { type: "button", testid: "call-camera", onclick: () => this.toggleCamera() });
+    this.holdBtn = h("button", { type: "button", testid: "call-hold", onclick: () => this.toggleHold() });
+    this.showToggles();
     const action = (name, key) => {
       const btn = h("button", { type: "button", testid: name, onclick: () => this.panel.open(name, btn) }, t(key));
       return btn;
@@ -94,48 +139,69 @@ export class CallScreen {
         this.log),
       // The side column keeps the stage still: forms open above the transcript, not under the video.
       h("div", { class: "side" }, panelEl, this.pushes.el, this.transcript.el, this.transcript.suggestEl, this.idCards.el, this.shots)));
+    // Moving a playing <video> to the new tree pauses it.
+    for (const v of [this.remote, this.local]) if (v.srcObject) v.play().catch(() => {});
+    for (const entry of this.call.log) this.showNote(entry);
+    for (const msg of this.snapshots.values()) this.showSnapshot(msg);
+    this.linkStatus(this.linkState);
+    if (this.lastProblemData && this.linkState !== "connected") this.problem.show(this.lastProblemData);
+  }
+
+  /** What the platform knows of the call so far: ID cards, pushes and answers, the transcript,
+   * keyword hits and snapshots, and whether it is on hold (a reload or a re-render starts empty). */
+  load() {
     this.idCards.load(this.sessionId);
     this.pushes.load(this.sessionId);
+    const id = encodeURIComponent(this.sessionId);
+    this.api.get(`sessions/${id}/history`).then((hist) => {
+      if (this.ended) return;
+      for (const ev of hist.transcript || []) this.transcript.line(ev);
+      for (const ev of hist.keywords || []) this.transcript.keyword(ev);
+      for (const ev of hist.snapshots || []) this.addSnapshot(ev, { quiet: true });
+    }).catch((err) => this.note("call.history_failed", { message: err.message }, "warn"));
+    this.api.get(`sessions/${id}`).then((r) => {
+      if (!this.ended && r.session && r.session.state === "on_hold" && !this.onHold) {
+        this.onHold = true;
+        this.applyTracks();
+        this.showToggles();
+      }
+    }).catch(() => { /* the call screen works without it */ });
+  }
 
-    this.clock = setInterval(() => { this.timer.textContent = clock(Date.now() / 1000 - this.startedAt); }, 500);
-    const media = await localMedia();
+  /** The language changed: the same call in the new words, media untouched. */
+  relabel() {
     if (this.ended) return;
-    this.stream = media.stream;
-    if (media.error) this.note(t("call.camera_missing", { message: media.error }), "warn");
-    if (this.stream) {
-      this.local.srcObject = this.stream;
-      // Mute or camera-off pressed while the devices were opening still applies.
-      const muted = this.muteBtn.getAttribute("aria-pressed") === "true";
-      const camOff = this.camBtn.getAttribute("aria-pressed") === "true";
-      for (const tr of this.stream.getAudioTracks()) tr.enabled = !muted;
-      for (const tr of this.stream.getVideoTracks()) tr.enabled = !camOff;
-    }
-    this.remoteStream = new MediaStream();
-    this.remote.srcObject = this.remoteStream;
-    this.link = new VideoLink({
-      video: this.call.video, mode: "send", localStream: this.stream,
-      onTrack: (track) => {
-        for (const old of this.remoteStream.getTracks().filter((x) => x.kind === track.kind)) this.remoteStream.removeTrack(old);
-        this.remoteStream.addTrack(track);
-        this.remote.play().catch(() => {});
-      },
-      onStatus: (st) => this.linkStatus(st),
-      onMessage: (msg) => this.signal(msg),
-      refresh: () => this.rejoinToken(),
-      onProblem: (p) => this.mediaProblem(p),
-    });
-    this.link.start();
+    this.render();
+    this.load();
+    if (this.meter) this.meter.stop();
     this.meter = new QualityMeter(() => this.link && this.link.pc, this.qualityEl, this.remote);
   }
 
+  showToggles() {
+    const set = (btn, pressed, onKey, offKey) => {
+      btn.setAttribute("aria-pressed", String(pressed));
+      btn.textContent = t(pressed ? onKey : offKey);
+    };
+    set(this.muteBtn, this.muted, "call.unmute", "call.mute");
+    set(this.camBtn, this.cameraOff, "call.camera_on", "call.camera_off");
+    set(this.holdBtn, this.onHold, "call.resume", "call.hold");
+  }
+
+  /** The teller's own tracks: off while muted / camera off, and all of them while on hold. */
+  applyTracks() {
+    for (const tr of this.stream ? this.stream.getAudioTracks() : []) tr.enabled = !this.muted && !this.onHold;
+    for (const tr of this.stream ? this.stream.getVideoTracks() : []) tr.enabled = !this.cameraOff && !this.onHold;
+  }
+
   linkStatus(st) {
+    this.linkState = st;
     this.status.dataset.state = st;
     if (st === "connected" && !this.activated) {
       // Media is up: the session goes connecting -> active (idempotent after a rejoin).
       this.activated = true;
       this.post("activate").catch(() => { this.activated = false; });
     }
-    if (st === "connected") this.problem.hide();
+    if (st === "connected") { this.problem.hide(); this.lastProblemData = null; }
     const away = { left: "media.why_customer_left", waiting: "media.customer_waiting" }[this.customer];
     this.status.textContent = st === "connected" && away ? t(away)
       : t({ connecting: "call.connecting", connected: "call.connected", reconnecting: "call.reconnecting",
@@ -144,10 +210,11 @@ export class CallScreen {
 
   /** A media attempt failed (rtc.js diagnosed why): say it in words, once per new reason, in the log too. */
   mediaProblem(p) {
-    const text = this.problem.show(p);
-    const key = `${p.reason}:${p.gaveUp}`;
-    if (key !== this.lastProblem) this.note(text, "warn");
-    this.lastProblem = key;
+    this.lastProblemData = p;
+    this.problem.show(p);
+    const seen = `${p.reason}:${p.gaveUp}`;
+    if (seen !== this.lastProblem) this.note(...reasonNote(p), "warn");
+    this.lastProblem = seen;
   }
 
   async retryMedia() {
@@ -172,17 +239,17 @@ export class CallScreen {
   signal(msg) {
     if (msg.type === "snapshot") this.addSnapshot(msg);
     else if (msg.type === "peer.left" && msg.party === "customer") {
-      this.note(t("call.customer_left"), "warn");
+      this.note("call.customer_left", {}, "warn");
       this.customerPresent("left");
     } else if (msg.type === "peer.joined" && msg.party === "customer") {
-      this.note(t("call.customer_joined"));
+      this.note("call.customer_joined");
       this.customerPresent("present");
     } else if (msg.type === "joined" && Array.isArray(msg.peers)) {
       this.customerPresent(msg.peers.includes("customer") ? "present" : "waiting");
     }
     // A media timeout is explained by the diagnosis (mediaProblem), not as "something went wrong".
     else if (msg.type === "error" && msg.code !== "ice_timeout") {
-      this.note(t("error.generic", { message: msg.message || msg.code }), "warn");
+      this.note("error.generic", { message: msg.message || msg.code }, "warn");
     }
   }
 
@@ -194,8 +261,18 @@ export class CallScreen {
     if (this.status.dataset.state === "connected") this.linkStatus("connected");
   }
 
-  note(text, kind = "info") {
-    this.log.prepend(h("li", { class: kind }, `${clock(Date.now() / 1000 - this.startedAt)} ${text}`));
+  /** A line in the call log: kept as its translation key (re-rendered in a new language, persisted
+   * with the call so a reload keeps the log). */
+  note(key, params = {}, kind = "info") {
+    const entry = { at: Date.now() / 1000, key, params, kind };
+    this.call.log.push(entry);
+    if (this.call.log.length > LOG_KEEP) this.call.log.splice(0, this.call.log.length - LOG_KEEP);
+    this.onPersist(this.call);
+    this.showNote(entry);
+  }
+
+  showNote(entry) {
+    this.log.prepend(h("li", { class: entry.kind }, `${clock(entry.at - this.startedAt)} ${t(entry.key, entry.params)}`));
   }
 
   post(path, body = {}) {
@@ -205,10 +282,10 @@ export class CallScreen {
   afterAction(path, body, reply) {
     if (path === "push") {
       if (reply && reply.push) this.pushes.show(reply.push);
-      this.note(t("call.pushed", { title: body.title }));
+      this.note("call.pushed", { title: body.title });
     }
-    else if (path === "authorisations") this.note(t("call.auth_sent"));
-    else if (path === "transfer") { this.note(t("call.transferred")); this.finish(); }
+    else if (path === "authorisations") this.note("call.auth_sent");
+    else if (path === "transfer") { this.note("call.transferred"); this.finish(); }
   }
 
   /** The customer answered a push: shown in the pushes card, and a line in the log naming it by its title. */
@@ -218,23 +295,19 @@ export class CallScreen {
     const key = ev.answer === "decline" ? "call.response_declined"
       : ev.kind === "signature_request" ? "call.response_signed"
         : ev.kind === "form" ? "call.response_confirmed" : "call.response_accepted";
-    this.note(t(key, { title }), ev.answer === "decline" ? "warn" : "info");
+    this.note(key, { title }, ev.answer === "decline" ? "warn" : "info");
   }
 
   toggleMute() {
-    const tracks = this.stream ? this.stream.getAudioTracks() : [];
-    const muted = this.muteBtn.getAttribute("aria-pressed") !== "true";
-    for (const tr of tracks) tr.enabled = !muted;
-    this.muteBtn.setAttribute("aria-pressed", String(muted));
-    this.muteBtn.textContent = t(muted ? "call.unmute" : "call.mute");
+    this.muted = !this.muted;
+    this.applyTracks();
+    this.showToggles();
   }
 
   toggleCamera() {
-    const tracks = this.stream ? this.stream.getVideoTracks() : [];
-    const off = this.camBtn.getAttribute("aria-pressed") !== "true";
-    for (const tr of tracks) tr.enabled = !off;
-    this.camBtn.setAttribute("aria-pressed", String(off));
-    this.camBtn.textContent = t(off ? "call.camera_on" : "call.camera_off");
+    this.cameraOff = !this.cameraOff;
+    this.applyTracks();
+    this.showToggles();
   }
 
   async toggleHold() {
@@ -242,14 +315,13 @@ export class CallScreen {
     this.holdBtn.disabled = true;
     try {
       await this.post(hold ? "hold" : "resume");
-      this.onHold = hold;
       // On hold the customer neither hears nor sees the teller.
-      for (const tr of this.stream ? this.stream.getTracks() : []) tr.enabled = !hold;
-      this.holdBtn.setAttribute("aria-pressed", String(hold));
-      this.holdBtn.textContent = t(hold ? "call.resume" : "call.hold");
-      if (hold) this.note(t("call.on_hold"));
+      this.onHold = hold;
+      this.applyTracks();
+      this.showToggles();
+      if (hold) this.note("call.on_hold");
     } catch (err) {
-      this.note(t("error.generic", { message: err.message }), "warn");
+      this.note("error.generic", { message: err.message }, "warn");
     } finally {
       this.holdBtn.disabled = false;
     }
@@ -257,22 +329,26 @@ export class CallScreen {
 
   snapshot() {
     if (!this.link || !this.link.send({ type: "snapshot" })) {
-      this.note(t("call.reconnecting"), "warn");
+      this.note("call.reconnecting", {}, "warn");
     }
   }
 
-  addSnapshot(msg) {
+  /** A snapshot (from the node's socket, the platform's events or the call's history), once per url. */
+  addSnapshot(msg, { quiet = false } = {}) {
     if (!msg.url || this.snapshots.has(msg.url)) return;
-    this.snapshots.add(msg.url);
+    this.snapshots.set(msg.url, msg);
+    this.showSnapshot(msg);
+    if (!quiet) this.note("call.snapshot_taken");
+  }
+
+  showSnapshot(msg) {
     // The node serves a call's snapshots to its parties only: the join token goes in the query.
     const url = new URL(msg.url, new URL(this.call.video.url, location.href));
     if (!url.searchParams.has("token")) url.searchParams.set("token", this.call.video.token);
-    const src = url.href;
     const faces = Array.isArray(msg.faces) ? msg.faces.length : Number(msg.faces || 0);
     this.shots.prepend(h("figure", { testid: "snapshot-item" },
-      h("img", { src, alt: t("call.snapshot_taken"), width: "160" }),
+      h("img", { src: url.href, alt: t("call.snapshot_taken"), width: "160" }),
       h("figcaption", {}, t("call.faces", { count: faces }))));
-    this.note(t("call.snapshot_taken"));
   }
 
   /** Platform events for this session. */
@@ -285,12 +361,12 @@ export class CallScreen {
       case "push.response": this.answered(ev); break;
       case "authorisation.result": {
         const granted = ev.state === "granted";
-        this.note(t(granted ? "call.auth_granted" : "call.auth_refused", { reason: ev.decision_reason || "" }),
+        this.note(granted ? "call.auth_granted" : "call.auth_refused", { reason: ev.decision_reason || "" },
           granted ? "info" : "warn");
         break;
       }
       case "video.rejoin": if (ev.video) this.moveTo(ev.video); break;
-      case "session.ended": this.note(t("call.ended")); this.finish(); break;
+      case "session.ended": this.note("call.ended"); this.finish(); break;
       case "session.update":
         if (ev.session && ["ended", "wrapup", "wrap_up", "done"].includes(ev.session.state)) this.finish();
         break;
@@ -304,7 +380,7 @@ export class CallScreen {
       await this.post("end");
     } catch (err) {
       // Already ended (by the customer) is fine: wrap up either way.
-      if (err.status !== 409) { this.note(t("error.generic", { message: err.message }), "warn"); this.endBtn.disabled = false; return; }
+      if (err.status !== 409) { this.note("error.generic", { message: err.message }, "warn"); this.endBtn.disabled = false; return; }
     }
     this.finish();
   }

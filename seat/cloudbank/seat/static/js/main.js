@@ -48,9 +48,8 @@ class SeatApp {
     const lang = document.getElementById("lang");
     lang.value = language();
     document.documentElement.lang = language() === "zh" ? "zh-CN" : "en";
-    // Every screen is built from the table at render time: reloading re-renders all of it, and
-    // a call survives the reload by design.
-    lang.addEventListener("change", () => { setLanguage(lang.value); location.reload(); });
+    // A new language re-renders the screen in place: a call keeps its media, log and history.
+    lang.addEventListener("change", () => this.switchLanguage(lang.value));
     const logout = document.getElementById("logout");
     logout.addEventListener("click", () => this.logout());
     document.addEventListener("click", () => this.ringer.unlock(), { capture: true });
@@ -74,6 +73,20 @@ class SeatApp {
     const user = this.auth.user;
     document.getElementById("who").textContent = user ? `${user.display_name || user.username} · ${label("role", user.role)}` : "";
     document.title = t("app.title");
+  }
+
+  /** Another language without a reload: the top bar, the badge and the screen in the new words.
+   * The call, home and sign-in screens re-render in place (the call keeps its video); the others
+   * are rebuilt by a reload, which they survive. */
+  switchLanguage(lang) {
+    setLanguage(lang);
+    this.topbar();
+    this.renderBadge(this.tellerState.state);
+    const screen = this.screen;
+    if (screen instanceof CallScreen) screen.relabel();
+    else if (screen instanceof HomeScreen) screen.render();
+    else if (!this.auth.token) this.showLogin();
+    else location.reload();
   }
 
   /** Set the teller's state (from what just happened); every view of it follows the store. */
@@ -158,7 +171,7 @@ class SeatApp {
     this.events.on("*", (ev) => this.event(ev));
     this.events.start();
     if (role === "supervisor") {
-      const sup = new SupervisorScreen(this.root, { api: this.api,
+      const sup = new SupervisorScreen(this.root, { api: this.api, seatApi: this.seatApi,
         services: Object.fromEntries(await this.loadServices()) });
       this.setScreen(sup);
       sup.start();

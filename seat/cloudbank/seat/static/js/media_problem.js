@@ -17,6 +17,11 @@ const REASONS = {
   refused: "media.why_refused",
 };
 
+/** The log line for a problem: [translation key, params]. */
+export function reasonNote(p) {
+  return [REASONS[p.reason] || "media.why_lost", { message: p.nodeError || "" }];
+}
+
 /** The facts behind a reason, e.g. "ICE checking; 1 candidate pair(s) tried, 0 answered ...". */
 export function details(p) {
   const parts = [];
@@ -45,7 +50,7 @@ export class MediaProblem {
 
   /** Show a problem ({reason, stats, nodeError, grantError, attempt, max, gaveUp}); returns the reason's words. */
   show(p) {
-    const text = t(REASONS[p.reason] || "media.why_lost", { message: p.nodeError || "" });
+    const text = t(...reasonNote(p));
     this.el.hidden = false;
     this.el.dataset.reason = p.reason;
     this.el.dataset.gaveUp = String(Boolean(p.gaveUp));

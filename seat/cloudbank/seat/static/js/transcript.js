@@ -29,6 +29,7 @@ export class Transcript {
     this.partials = new Map();
     this.phrases = new Map();   // phrase -> kind
     this.finals = [];
+    this.finalKeys = new Set();   // a line from the call's history may also come live: show it once
     this.list = h("ol", { class: "lines", testid: "transcript-lines" });
     this.empty = h("p", { class: "muted", testid: "transcript-empty" }, t("transcript.empty"));
     this.el = h("section", { class: "card transcript", "aria-labelledby": "transcript-title" },
@@ -60,6 +61,9 @@ export class Transcript {
       const partial = this.partials.get(speaker);
       if (partial) { partial.remove(); this.partials.delete(speaker); }
       if (!text) return;
+      const key = `${speaker}|${ev.start}|${text}`;
+      if (this.finalKeys.has(key)) return;
+      this.finalKeys.add(key);
       const li = h("li", { class: `line final speaker-${speaker}`, testid: "transcript-final", "data-speaker": speaker },
         h("time", { class: "at" }, clock(ev.start || 0)), " ",
         h("span", { class: "who" }, label("speaker", speaker)), " ",
