@@ -86,6 +86,8 @@ async def test_the_teller_list_shows_each_tellers_state_and_time_in_state(seat: 
     sup = second_page
     await seat.login(sup, "super1")
     one, two = seat.people["teller1"], seat.people["teller2"]
+    await expect(sup.get_by_test_id("teller-list")).to_be_visible()
+    await expect(sup.get_by_test_id("my-state")).to_be_hidden()  # a supervisor has no teller state to show
     await expect(sup.get_by_test_id(f"teller-state-{two}")).to_have_text("Offline")
     await expect(sup.get_by_test_id(f"teller-since-{two}")).to_have_text("–")
     await seat.teller_ready(page)

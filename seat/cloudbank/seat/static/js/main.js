@@ -33,6 +33,7 @@ class SeatApp {
     // The one source of the teller's state on screen: the badge, home and wrap-up follow it.
     this.tellerState = new TellerState();
     this.tellerState.subscribe((v) => this.renderBadge(v.state));
+    this.renderBadge(null);
     this.holdBanner = new HoldBanner(this.noticeEl, {
       onResume: () => this.resumeFromHold(),
     });
@@ -99,6 +100,7 @@ class SeatApp {
     el.textContent = state ? label("state", state) : "";
     el.dataset.state = state || "";
     el.className = `badge state-${state || "none"}`;
+    el.hidden = !state;  // a supervisor (or the login) has no state: no empty pill
   }
 
   notice(text, kind = "info") {

@@ -149,7 +149,7 @@ export class SupervisorScreen {
     link.start();
     this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, [customer, teller]), sessionId, idCards,
       transcript };
-    this.monitorEl.scrollIntoView({ block: "start" });
+    this.monitorEl.scrollIntoView({ block: "nearest" });
     stop.focus({ preventScroll: true });
   }
 
