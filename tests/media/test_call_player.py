@@ -53,8 +53,10 @@ async def api(dep: Deployment, method: str, path: str, **kwargs: Any) -> Any:
             return await resp.json()
 
 
-async def indexed(dep: Deployment, session_id: str, within_s: float = 5.0) -> dict[str, Any]:
-    """The catalogue row of a call, waiting at most `within_s` (never asking for a rescan)."""
+async def indexed(dep: Deployment, session_id: str, within_s: float = 10.0) -> dict[str, Any]:
+    """The catalogue row of a call, waiting at most `within_s` (never asking for a rescan; without
+    indexing-as-it-finishes the next housekeeping scan is 300 s away). Measured: ~1-2 s; 10 s leaves
+    room for a loaded CI machine."""
     deadline = time.monotonic() + within_s
     while True:
         rows = (await api(dep, "GET", "recordings", params={"session": session_id}))["recordings"]
@@ -190,6 +192,7 @@ async def test_one_player_per_call_in_view_in_step_and_seekable(dep: Deployment,
             await page.get_by_test_id("search-teller").fill("")
             await page.get_by_test_id("search-submit").click()
             await page.get_by_test_id("recording-call-one").get_by_test_id("recording-open").click()
+            await expect(page.get_by_test_id("recording-detail")).to_contain_text("call-one")
             # One player, not a button per segment, and it opens where the person is looking.
             await expect(page.get_by_test_id("call-player")).to_have_count(1)
             await expect(page.locator("[data-testid^='play-']")).to_have_count(0)
