@@ -84,6 +84,7 @@ async def test_language_switch_in_place_and_reload_rebuild_the_call(seat: Any, p
     await page.get_by_test_id("language").select_option("zh")
     await expect(page.locator("#call-title")).to_contain_text("与客户通话")
     await expect(page.get_by_test_id("call-mute")).to_have_text("静音")
+    await expect(page.locator("#conn")).to_have_text("已连接")  # the top bar too
     assert await page.evaluate("window.__cbSamePage === true"), "the page was reloaded"
     await check_history(page, "zh")
     assert await page.evaluate("window.cloudbankSeat.screen.link.rejoins") == rejoins

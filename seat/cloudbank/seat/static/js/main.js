@@ -83,6 +83,7 @@ class SeatApp {
     setLanguage(lang);
     this.topbar();
     this.renderBadge(this.tellerState.state);
+    if (this.lastConn) this.connStatus(...this.lastConn);
     const screen = this.screen;
     if (screen instanceof CallScreen) screen.relabel();
     else if (screen instanceof HomeScreen) screen.render();
@@ -185,6 +186,7 @@ class SeatApp {
   }
 
   connStatus(status, seconds) {
+    this.lastConn = [status, seconds];
     const el = document.getElementById("conn");
     el.dataset.status = status;
     el.textContent = status === "online" ? t("conn.online") : status === "offline"
