@@ -93,3 +93,53 @@ async def test_blocked_media_is_explained_and_try_again_recovers(seat: Any, page
     await expect(problem).to_be_hidden()
     await seat.wait_frames_rising(page)
     assert not [e for e in page_errors if "pageerror" in e], page_errors
+
+
+# The video node's signalling socket cannot be reached (a proxy refusing it): every socket the
+# page opens to /video/ws is sent to a path nothing serves, so its handshake fails.
+BLOCK_NODE = """() => {
+  window.__cbBlockNode = true;
+  const Real = WebSocket;
+  window.WebSocket = function (url, protocols) {
+    if (window.__cbBlockNode && String(url).includes('/video/ws')) {
+      url = String(url).replace('/video/ws', '/video/ws-blocked');
+    }
+    return new Real(url, protocols);
+  };
+  window.WebSocket.prototype = Real.prototype;
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+}"""
+
+
+async def test_an_unreachable_video_node_is_named_and_try_again_recovers(seat: Any, page: Page, kiosk: Any) -> None:
+    await seat.teller_ready(page)
+    await page.evaluate(BLOCK_NODE)
+    await kiosk.client.create_ticket("deposit")
+    await seat.accept_offer(page, kiosk)
+    problem = page.get_by_test_id("media-problem")
+    await expect(problem).to_have_attribute("data-reason", "node_unreachable", timeout=15_000)
+    await expect(page.get_by_test_id("media-reason")).to_have_text(
+        "The video node cannot be reached: it may be down, or the network blocks it.")
+    await expect(problem).to_have_attribute("data-gave-up", "true", timeout=30_000)
+    await page.evaluate("window.__cbBlockNode = false")
+    await page.get_by_test_id("media-retry").click()
+    await expect(page.get_by_test_id("call-status")).to_have_attribute("data-state", "connected", timeout=15_000)
+    await seat.wait_frames_rising(page)
+
+
+async def test_the_status_says_when_the_customer_is_not_in_the_video(seat: Any, page: Page, kiosk: Any) -> None:
+    """A black picture with the teller's own media up is the customer's side: the status says which."""
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    await seat.accept_offer(page, kiosk, join=False)
+    status = page.get_by_test_id("call-status")
+    await expect(status).to_have_attribute("data-state", "connected", timeout=15_000)
+    await expect(status).to_have_text("Video connected; waiting for the customer to join the video.")
+    session_id = await page.get_by_test_id("call").get_attribute("data-session")
+    call = await kiosk.join(str(session_id))
+    await expect(status).to_have_text("Video connected")
+    await call.leave()
+    kiosk.call = None
+    await expect(status).to_have_attribute("data-customer", "left")
+    await expect(status).to_have_text("The customer has left the video call; their picture returns when they rejoin.")
+    await expect(page.get_by_test_id("media-problem")).to_be_hidden()

@@ -78,14 +78,23 @@ export class VideoLink {
   connect() {
     if (this.closed) return;
     this.onStatus(this.rejoins ? "reconnecting" : "connecting");
-    const ws = new WebSocket(signallingUrl(this.video));
-    this.ws = ws;
-    const pc = new RTCPeerConnection({ iceServers: iceServers(this.video) });
-    this.pc = pc;
     // What this attempt learns, for the diagnosis if it fails.
     const trace = { wsOpened: false, answered: false, nodeError: null, wasConnected: false, remoteCandidates: 0,
       stats: null };
     this.trace = trace;
+    let ws;
+    try {
+      ws = new WebSocket(signallingUrl(this.video));
+    } catch (err) {
+      // A URL the page may not open (bad address, refused by the CSP): the node is unreachable from here.
+      console.error("signalling socket refused", err);
+      this.needFreshToken = true;
+      setTimeout(() => this.scheduleRejoin(), 0);
+      return;
+    }
+    this.ws = ws;
+    const pc = new RTCPeerConnection({ iceServers: iceServers(this.video) });
+    this.pc = pc;
     this.sampleTimer = setInterval(() => this.sample(pc, trace), SAMPLE_MS);
     if (this.mode === "monitor") {
       for (let i = 0; i < 2; i += 1) {
