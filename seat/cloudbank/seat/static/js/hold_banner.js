@@ -2,13 +2,15 @@
 // been held and a Resume button, so a held customer is never forgotten behind another window.
 // Driven by the session's own state (session.update events), not by which button was pressed.
 import { h, clock } from "./dom.js";
-import { t } from "./i18n.js";
+import { t, onLanguageChange } from "./i18n.js";
 
 export class HoldBanner {
   /** after: the element the banner goes after; onResume(): a promise (resume the call). */
   constructor(after, { onResume }) {
     this.onResume = onResume;
-    this.timerEl = h("span", { class: "hold-timer", testid: "hold-timer", "aria-label": t("hold.timer") }, "0:00");
+    // Not read out every second: the banner is announced once when it appears.
+    this.timerEl = h("span", { class: "hold-timer", testid: "hold-timer", "aria-label": t("hold.timer"),
+      "aria-live": "off" }, "0:00");
     this.error = h("span", { class: "form-error", testid: "hold-error", role: "alert" });
     this.resume = h("button", { type: "button", class: "primary", testid: "hold-resume",
       onclick: () => this.resumeClicked() }, t("hold.resume"));
@@ -18,6 +20,14 @@ export class HoldBanner {
     after.after(this.el);
     this.since = null;
     this.timer = null;
+    // A language switch re-renders the call in place; the banner follows on its own.
+    onLanguageChange(() => this.relabel());
+  }
+
+  relabel() {
+    this.text.textContent = t("hold.banner");
+    this.resume.textContent = t("hold.resume");
+    this.timerEl.setAttribute("aria-label", t("hold.timer"));
   }
 
   /** A session state from the platform: on_hold shows the banner, anything else hides it. */
@@ -27,10 +37,7 @@ export class HoldBanner {
 
   show(since = Date.now() / 1000) {
     if (this.since === null) this.since = since;
-    // Strings are taken now: the language may have changed since the banner was built.
-    this.text.textContent = t("hold.banner");
-    this.resume.textContent = t("hold.resume");
-    this.timerEl.setAttribute("aria-label", t("hold.timer"));
+    this.relabel();
     this.error.textContent = "";
     this.el.hidden = false;
     clearInterval(this.timer);
