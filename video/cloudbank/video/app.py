@@ -23,7 +23,7 @@ from aiortc.rtp import RtpPacket
 
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import Forbidden, NotFound
-from cloudbank.platform.service import AUDIT, CONFIG, REDIS, authenticate, service_app
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, REDIS, authenticate, service_app
 from cloudbank.video.asr import AsrService
 from cloudbank.video.ice import allowed_networks, gather_addresses, restrict_ice
 from cloudbank.video.packets import KeyframeRequester, PacketSink, TrackInfo
@@ -126,12 +126,26 @@ class CallSinks:
                                        audit=app[AUDIT], data_root=config.data, actor=f"video:{app[NODE_ID]}",
                                        redis=app[REDIS])
         self.transcript: Any = None
+        self._rules: asyncio.Task[None] | None = None
         asr = app.get(ASR)
         if asr is not None:
             from cloudbank.video.transcript import TranscriptSink
 
             self.transcript = TranscriptSink(session_id, asr, app[REDIS], folder)
+            self._rules = asyncio.get_running_loop().create_task(self._load_rules(asr, session_id))
         self.sinks: list[Any] = [s for s in (self.recorder, self.transcript, self.snapshots) if s is not None]
+
+    async def _load_rules(self, asr: AsrService, session_id: str) -> None:
+        """The call's keyword rules (the catalogue now, the session's service) for its transcript."""
+        from cloudbank.video.call_rules import call_spotter
+        from cloudbank.video.keywords import spot_phrases
+
+        try:
+            spotter = await call_spotter(self.app[ENGINE], session_id)
+            asr.update_phrases(spot_phrases(spotter.rules, self.app[CONFIG].asr_kws_threshold))
+            self.transcript.set_spotter(spotter)
+        except Exception:  # noqa: BLE001 - a call without keyword rules is still transcribed
+            log.exception("call %s: keyword rules not loaded", session_id)
 
     def on_rtp(self, track: TrackInfo, packet: RtpPacket) -> None:
         for sink in self.sinks:
@@ -149,6 +163,8 @@ class CallSinks:
 
         await self.snapshots.close()
         files = []
+        if self._rules is not None:
+            await self._rules
         if self.transcript is not None:
             await self.transcript.close()
             files = list(self.transcript.files)
@@ -203,8 +219,12 @@ async def _asr(app: web.Application) -> AsyncIterator[None]:
         return
     try:
         from cloudbank.video.asr import asr_service
+        from cloudbank.video.call_rules import catalogue_rules
+        from cloudbank.video.keywords import spot_phrases
 
-        service = asr_service(config)
+        # The phrase search starts with every phrase of the catalogue (calls add any edited in since).
+        phrases = spot_phrases(await catalogue_rules(app[ENGINE]), config.asr_kws_threshold)
+        service = asr_service(config, phrases=phrases)
         app[ASR] = await service.__aenter__()
     except Exception as exc:  # noqa: BLE001 - no model installed: record and snapshot without it
         log.warning("video node: live transcription is off (%s)", exc)

@@ -416,17 +416,27 @@ class AsrService:
                  threads: int | None = None, warm_s: float = 2.0, phrases: Sequence[SpotPhrase] = ()) -> None:
         self.engine = engine
         self.grammar = list(grammar) if grammar else None
-        self.phrases = engine.spottable(phrases) if phrases else []
-        spotting = bool(self.phrases)
+        self.phrases = usable = engine.spottable(phrases) if phrases else []
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=threads or max(2, pool_size * (2 if spotting else 1)), thread_name_prefix="asr")
+            max_workers=threads or max(2, pool_size * 2), thread_name_prefix="asr")  # free decoding + spotting
         self.pool = RecognizerPool(lambda: self.engine.recognizer(self.grammar), self.executor,
                                    pool_size, warm_s=warm_s)
-        self.spot_pool = (RecognizerPool(lambda: self.engine.spotter(self.phrases), self.executor, pool_size,
-                                         warm_s=warm_s) if spotting else None)
+        self.spot_pool = (RecognizerPool(lambda: self.engine.spotter(usable), self.executor, pool_size,
+                                         warm_s=warm_s) if usable else None)
 
     def stream(self, on_result: ResultHandler) -> SpeechStream:
         return SpeechStream(self.pool, on_result)
+
+    def update_phrases(self, phrases: Sequence[SpotPhrase]) -> None:
+        """Search for `phrases` from the next spotting stream on (a service was edited since the start):
+        a new pool whose searches are created as needed; streams already running keep theirs."""
+        usable = self.engine.spottable(phrases) if phrases else []
+        if sorted(usable) == sorted(self.phrases):
+            return
+        self.phrases = usable
+        pool_size = self.pool.size
+        self.spot_pool = (RecognizerPool(lambda: self.engine.spotter(usable), self.executor, 0,
+                                         max_size=max(2, pool_size * 2), warm_s=0) if usable else None)
 
     def spotting_stream(self, on_result: ResultHandler) -> SpeechStream | None:
         """One speaker's phrase search (None without one): feed it the same audio as `stream`."""

@@ -45,10 +45,13 @@ class SpeechSink(Protocol):
 
 
 class TeeSink:
-    """One party's voiced audio to several sinks (free decoding and the phrase search)."""
+    """One party's voiced audio to several sinks (free decoding and the phrase search); `add` one later."""
 
     def __init__(self, *sinks: SpeechSink) -> None:
-        self.sinks = sinks
+        self.sinks = list(sinks)
+
+    def add(self, sink: SpeechSink) -> None:
+        self.sinks.append(sink)
 
     def feed(self, pcm: bytes, t: float) -> None:
         for sink in self.sinks:
@@ -93,7 +96,9 @@ class VoiceGate:
     release: float = 0.35
     onset_frames: int = 2
     hangover_s: float = 0.5
-    preroll_s: float = 0.3
+    # Half a second before the onset: the recognisers settle on a little silence before the speech
+    # (vosk on the Korean test words went wrong on about half the runs with 0.3 s).
+    preroll_s: float = 0.5
     in_speech: bool = False
     _last_voice: float = 0.0
     _voiced_run: int = 0

@@ -140,28 +140,41 @@ class TranscriptSink:
 
     def __init__(self, session_id: str, asr: AsrService, redis: Redis | None, folder: Path,
                  spotter: KeywordSpotter | None = None, epoch: float | None = None) -> None:
-        self.transcript = Transcript(session_id, redis, folder, spotter)
+        self.transcript = Transcript(session_id, redis, folder)
         self.asr = asr
-        self.spotting = spotter is not None and asr.spot_pool is not None
-        if spotter is not None:
-            spotter.spotting = self.spotting
+        self.spotting = False
         self.streams: dict[str, SpeechStream] = {}
         self.spot_streams: dict[str, SpeechStream] = {}
+        self._sinks: dict[str, TeeSink] = {}
         self.tap = AudioTap(self._sink_for, epoch)
         self.files: list[Path] = []
+        if spotter is not None:
+            self.set_spotter(spotter)
+
+    def set_spotter(self, spotter: KeywordSpotter) -> None:
+        """Check the call against `spotter`'s rules from now on (a node reads them as the call starts)."""
+        self.transcript.spotter = spotter
+        self.spotting = spotter.spotting = self.asr.spot_pool is not None
+        for party in self._sinks:
+            self._add_spotting(party)
+
+    def _add_spotting(self, party: str) -> None:
+        if not self.spotting or party in self.spot_streams:
+            return
+        spot = self.asr.spotting_stream(self.transcript.spot_handler(party))
+        if spot is not None:
+            self.spot_streams[party] = spot
+            self._sinks[party].add(spot)
 
     def _sink_for(self, track: TrackInfo) -> SpeechSink | None:
         party = track.party
         if party not in ("customer", "teller"):
             return None
-        if party not in self.streams:
+        if party not in self._sinks:
             self.streams[party] = self.asr.stream(self.transcript.handler(party))
-            spot = self.asr.spotting_stream(self.transcript.spot_handler(party)) if self.spotting else None
-            if spot is not None:
-                self.spot_streams[party] = spot
-        if party in self.spot_streams:
-            return TeeSink(self.streams[party], self.spot_streams[party])
-        return self.streams[party]
+            self._sinks[party] = TeeSink(self.streams[party])
+            self._add_spotting(party)
+        return self._sinks[party]
 
     def on_rtp(self, track: TrackInfo, packet: RtpPacket) -> None:
         self.tap.on_rtp(track, packet)
