@@ -45,3 +45,14 @@ async def test_a_vosk_model_without_a_word_list_is_not_checked(aiohttp_client: M
     resp = await api.put("/services/deposit", json={"name": "Deposit", "skill": "general", "keywords": ["저축"]},
                          headers=_admin(api))
     assert resp.status == 201
+
+
+def test_every_phrase_of_the_demo_catalogue_can_be_heard_by_the_default_engine() -> None:
+    from cloudbank.platform.seed import DEMO_SERVICES
+    from cloudbank.video.keywords import unheard_words
+    from cloudbank.video.lexicon import load_lexicon
+
+    lexicon = load_lexicon(Config())
+    assert lexicon is not None and lexicon.label == "pocketsphinx en-us"
+    assert [(svc.code, unheard_words(lexicon, svc.full())) for svc in DEMO_SERVICES
+            if unheard_words(lexicon, svc.full())] == []

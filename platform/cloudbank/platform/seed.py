@@ -12,16 +12,17 @@ DEMO_BRANCH = ("demo", "Demo Branch")
 
 # A small but realistic catalogue. Keywords are what the live transcript suggests a service from;
 # the wealth product is a dual-recorded sale with phrases the teller must say and must never say.
-# `names` are the names in the other UI languages (the customer screens' zh).
+# `names` are the names in the other UI languages (the customer screens' zh). The phrases are English,
+# the demo's speech language (pocketsphinx en-us): each word is in its dictionary, so each can be heard.
 DEMO_SERVICES = (
     Service(GENERAL, "General enquiry", "general", "longest_idle", 20, 30, False, 240,
-            ("question", "information", "안녕하세요", "확인"), names={"zh": "一般咨询"}),
+            ("question", "information"), names={"zh": "一般咨询"}),
     Service("open_account", "Open an account", "accounts", "longest_idle", 20, 60, False, 900,
-            ("open an account", "new account", "savings account", "계좌", "저축"), names={"zh": "开立账户"}),
+            ("open an account", "new account", "savings account"), names={"zh": "开立账户"}),
     Service("lost_card", "Report a lost or stolen card", "cards", "fewest_calls", 15, 30, False, 300,
-            ("lost my card", "stolen card", "block my card", "카드"), names={"zh": "挂失银行卡"}),
+            ("lost my card", "stolen card", "block my card"), names={"zh": "挂失银行卡"}),
     Service("transfer", "Make a transfer", "payments", "longest_idle", 20, 30, False, 420,
-            ("transfer", "send money", "wire", "얼마"), names={"zh": "转账汇款"}),
+            ("transfer", "send money", "wire"), names={"zh": "转账汇款"}),
     Service("change_phone", "Change phone number", "general", "longest_idle", 20, 30, False, 300,
             ("change my phone number", "new phone number", "mobile number"), names={"zh": "变更手机号码"}),
     Service("wealth", "Wealth product (fund / insurance)", "wealth", "skill_level", 30, 120, True, 1800,
