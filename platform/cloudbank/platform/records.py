@@ -221,6 +221,44 @@ media_settings = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+# Service definitions (cloudbank.platform.service_definitions): one row per proposed version of a
+# service's form template, dual-recording script and authorisation rule, under maker-checker (v7).
+service_definitions = sa.Table(
+    "service_definitions", metadata,
+    sa.Column("service", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    # JSON of service_definitions.Definition
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("made_by", sa.String(36), nullable=False),
+    sa.Column("made_at", sa.Float, nullable=False),
+    sa.Column("decided_by", sa.String(36), nullable=True),
+    sa.Column("decided_at", sa.Float, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+)
+
+# Work orders (cloudbank.platform.work_orders): the business done in one call (v7).
+work_orders = sa.Table(
+    "work_orders", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("session_id", sa.String(36), nullable=False),
+    sa.Column("service", sa.String(64), nullable=False),
+    sa.Column("definition_version", sa.Integer, nullable=False),
+    sa.Column("teller_id", sa.String(36), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    # JSON: the form values, the customer's confirmation, the signature, the authorisation, the checklist
+    sa.Column("form_values", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("confirmation", sa.Text, nullable=True),
+    sa.Column("signature", sa.Text, nullable=True),
+    sa.Column("authorisation", sa.Text, nullable=True),
+    sa.Column("checklist", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("pushes", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("disposition", sa.Text, nullable=True),
+    _ts(),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_work_orders_session", "session_id"),
+)
+
 GENESIS_HASH = "0" * 64
 
 
@@ -261,8 +299,13 @@ def _v6_service_names(conn: Connection) -> None:
                      .values(names=json.dumps(svc.names, ensure_ascii=False)))
 
 
+def _v7_work_orders(conn: Connection) -> None:
+    """Service definitions (maker-checker versions) and the work orders of calls."""
+    metadata.create_all(conn, tables=[service_definitions, work_orders])
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5_recordings_missing,
-                                                  _v6_service_names]
+                                                  _v6_service_names, _v7_work_orders]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
