@@ -296,7 +296,7 @@ async def test_the_customer_switches_to_chinese_at_any_step_without_a_reload(
         await page.evaluate("() => { window.sameDocument = true; }")
         # The services in Chinese, from the catalogue (not from the page's own tables).
         await expect(page.get_by_test_id("service-general")).to_have_text("一般咨询")
-        await expect(page.get_by_test_id("service-lost_card")).to_have_text("挂失银行卡")
+        await expect(page.get_by_test_id("service-lost_card")).to_contain_text("挂失银行卡")
         await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
         assert await page.evaluate(ENGLISH_LEFT, ALLOWED_EN) == []
         await shoot(page, f"5-{app}_services_zh")
@@ -338,3 +338,61 @@ async def test_the_customer_switches_to_chinese_at_any_step_without_a_reload(
         if call is not None:
             await call.leave()
             call.sources.stop()
+
+
+async def test_a_service_nobody_can_serve_now_says_so_and_offers_the_others(
+        stack: Stack, teller: Teller, kiosk_url: str, browser: Browser) -> None:
+    # The signed-in teller serves general and accounts; nobody signed in has the wealth skill.
+    context = await new_context(browser, KIOSK)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        await teller.client.request("POST", "teller/state", {"state": "not_ready"})
+        await page.goto(kiosk_url)
+        await page.get_by_test_id("start").tap()
+        await expect(page.get_by_test_id("service-wealth")).to_contain_text("no teller available now")
+        await expect(page.get_by_test_id("service-general")).not_to_contain_text("no teller")
+        await page.get_by_test_id("service-wealth").tap()
+        await expect(page.get_by_test_id("no-teller-message")).to_have_text(
+            "Nobody is available for “Wealth product (fund / insurance)” right now.")
+        await expect(page.get_by_test_id("queue-estimate")).to_be_hidden()   # no "Estimated wait: 30 min"
+        await expect(page.get_by_test_id("other-service-general")).to_be_visible()
+        await expect(page.get_by_test_id("other-service-open_account")).to_be_visible()
+        await expect(page.get_by_test_id("other-service-lost_card")).to_have_count(0)  # nobody for cards either
+        await expect(page.get_by_test_id("leave-queue")).to_be_visible()      # or keep waiting, or leave
+        await shoot(page, "8-kiosk_no_teller")
+        await page.set_viewport_size(PHONE)
+        await shoot(page, "8-kiosk_no_teller")
+        await page.set_viewport_size(KIOSK)
+        wealth = await _ticket_of(stack, "wealth")
+        # Taking another service leaves the wealth queue and joins the other one, in the same visit.
+        await page.get_by_test_id("other-service-general").tap()
+        await expect(page.get_by_test_id("no-teller")).to_be_hidden()
+        await expect(page.get_by_test_id("queue-estimate")).to_be_visible()
+        await expect(page.get_by_test_id("queue-position")).to_have_text("1")
+        await expect(page.get_by_test_id("screen-wait")).to_be_visible()
+        assert (await _ticket_of(stack, "wealth", wealth)) == "abandoned"
+        await teller.client.request("POST", "teller/state", {"state": "ready"})
+        await until(lambda: bool(teller.of_type("offer")), what="the general ticket offered to the teller")
+        assert teller.of_type("offer")[-1]["service"] == "general"
+    finally:
+        await context.close()
+
+
+async def _ticket_of(stack: Stack, service: str, ticket_id: str = "") -> str:
+    """The id of a ticket for `service` or, given an id, that ticket's state (read off the ACD's Redis)."""
+    from cloudbank.platform.service import redis_client
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    redis = redis_client(stack.config.redis_url or "")
+    try:
+        if ticket_id:
+            return text(await redis.hget(f"acd:t:{ticket_id}", "state"))
+        async for key in redis.scan_iter("acd:t:*"):
+            if text(await redis.hget(text(key), "queue")) == service:
+                return text(key).removeprefix("acd:t:")
+        raise AssertionError(f"no ticket for {service}")
+    finally:
+        await redis.aclose()

@@ -399,3 +399,20 @@ async def test_a_teller_who_never_went_ready_sees_their_queues(api: Client) -> N
     assert [q["code"] for q in me["queues"]] == ["general"]
     _, nobody = await teller(api, "unskilled", skills={})
     assert (await ok(await api.get("/teller", headers=nobody)))["queues"] == []
+
+
+async def test_a_service_nobody_signed_in_can_serve_says_so(api: Client) -> None:
+    # Nobody with the wealth skill is signed in: the catalogue and the ticket say so, instead of
+    # only a forecast ("30 min") that no teller will meet.
+    await Catalogue(api.app[ENGINE]).upsert(Service("wealth", "Wealth", "wealth", expected_handle_s=1800))
+    _, teller_headers = await teller(api, "t1", {"general": 1})
+    await ok(await api.post("/teller/state", json={"state": "not_ready", "reason": "break"}, headers=teller_headers))
+    staffed = {s["code"]: s["staffed"] for s in (await ok(await api.get("/services")))["services"]}
+    assert staffed == {"general": True, "wealth": False}
+    _, device = await kiosk(api)
+    ticket = (await ok(await api.post("/tickets", json={"service": "wealth"}, headers=device), 201))["ticket"]
+    assert ticket["state"] == "waiting" and ticket["staffed"] is False
+    assert (await ok(await api.get(f"/tickets/{ticket['id']}", headers=device)))["ticket"]["staffed"] is False
+    _, other = await kiosk(api, "kiosk2")
+    general = (await ok(await api.post("/tickets", json={"service": "general"}, headers=other), 201))["ticket"]
+    assert general["state"] == "waiting" and general["staffed"] is True

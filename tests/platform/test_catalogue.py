@@ -56,7 +56,7 @@ async def test_admin_puts_a_service_and_everyone_reads_it(api: Client) -> None:
                           headers=_auth(api, "admin"))).status == 200
     public = (await (await api.get("/services")).json())["services"]
     assert public == [{"code": "wealth", "name": "Funds", "names": {"en": "Funds"}, "skill": "wealth",
-                       "dual_recording": True, "expected_handle_s": 1800.0, "keywords": ["fund"]}]
+                       "dual_recording": True, "expected_handle_s": 1800.0, "keywords": ["fund"], "staffed": False}]
     staff = (await (await api.get("/services", headers=_auth(api, "teller"))).json())["services"]
     assert staff[0]["required_phrases"] == ["risk disclosure"] and staff[0]["strategy"] == "skill_level"
     kiosk = (await (await api.get("/services", headers=_auth(api, "device"))).json())["services"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from cloudbank.kiosk_client import forms
+from cloudbank.kiosk_client.client import absolute_video
 from cloudbank.kiosk_client.errors import KioskError, PlatformError, PlaylistError
 from cloudbank.kiosk_client.kiosk_app import Kiosk
 from cloudbank.kiosk_client.phone_app import page_policy
@@ -137,6 +139,18 @@ async def proxy(request: web.Request) -> web.Response:
     return web.json_response(answer, status=status)
 
 
+def _absolute(text: str, server: str) -> str:
+    """An event whose video node is named by path (`cloudbank up`: "/video/") points at the platform's
+    address: the page, served here on loopback, would otherwise look for the node on this server."""
+    if '"video"' not in text:
+        return text
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return text
+    return json.dumps(absolute_video(event, server)) if isinstance(event, dict) else text
+
+
 async def events(request: web.Request) -> web.WebSocketResponse:
     """Relay the kiosk's platform event stream to the page (resuming from the page's last_id)."""
     kiosk = _kiosk(request)
@@ -157,7 +171,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     async def down() -> None:
         async for msg in upstream:
             if msg.type == aiohttp.WSMsgType.TEXT:
-                await page.send_str(msg.data)
+                await page.send_str(_absolute(msg.data, kiosk.client.server))
         await page.close()
 
     relay = asyncio.create_task(down())

@@ -19,7 +19,8 @@ from cloudbank.platform import acd_link
 from cloudbank.platform.errors import BadRequest, NotFound
 from cloudbank.platform.phrase_check import check_phrases
 from cloudbank.platform.records import services
-from cloudbank.platform.service import AUDIT, ENGINE, authenticate
+from cloudbank.platform.routing import staffed_skills
+from cloudbank.platform.service import AUDIT, ENGINE, REDIS, authenticate
 from cloudbank.platform.validation import limit, read_json
 
 Strategy = Literal["longest_idle", "fewest_calls", "skill_level"]
@@ -178,15 +179,20 @@ STAFF = ("teller", "supervisor", "admin")
 @routes.get("/services")
 async def list_services(request: web.Request) -> web.Response:
     """The catalogue. Anyone may read the public view (kiosks and the phone page pick from it):
-    `?lang=zh` gives each `name` in that language, and `names` has every language's. Staff tokens
-    get every field, including the phrase lists."""
+    `?lang=zh` gives each `name` in that language, `names` has every language's, and `staffed` says
+    whether a teller with its skill is signed in now. Staff tokens get every field, including the
+    phrase lists."""
     full = False
     if request.headers.get("Authorization"):
         claims = await authenticate(request)
         full = claims.role in STAFF
     lang = request.query.get("lang", "en")[:16]
     listed = await Catalogue(request.app[ENGINE]).list()
-    return web.json_response({"services": [s.full() if full else s.public(lang) for s in listed]})
+    if full:
+        return web.json_response({"services": [s.full() for s in listed]})
+    # Whether anyone can serve it now: a customer is not sent to wait for a teller who is not there.
+    staffed = await staffed_skills(request.app[REDIS], sorted({s.skill for s in listed}))
+    return web.json_response({"services": [{**s.public(lang), "staffed": staffed[s.skill] > 0} for s in listed]})
 
 
 @routes.put("/services/{code}")

@@ -26,7 +26,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -247,7 +247,7 @@ class Router:
         if channel == "phone" and position and wait > self.callback_threshold_s:
             await self.redis.hset(f"{P}t:{tid}", "callback_offer", "1")
             raw["callback_offer"] = "1"
-        view = self._view(raw, position, wait)
+        view = self._view(raw, position, wait, int(result["staffed"]))
         if self.publish and raw.get("callback_offer"):
             await events.publish(self.redis, customer, {"type": "ticket.callback_offer", "ticket": view})
         await self._announce(result)
@@ -258,14 +258,16 @@ class Router:
         raw = {_s(k): _s(v) for k, v in (await self.redis.hgetall(f"{P}t:{ticket_id}")).items()}
         if not raw or (customer is not None and raw.get("customer") != customer):
             raise NotFound("no such ticket")
-        position, wait = 0, 0
+        position, wait, staffed = 0, 0, None
         if raw["state"] == "waiting":
-            position, wait = await self._position(raw)
-        view = self._view(raw, position, wait)
+            position, wait, staffed = await self._position(raw)
+        view = self._view(raw, position, wait, staffed)
         return {"ticket": view, "customer": raw["customer"], "raw": raw}
 
-    def _view(self, raw: Mapping[str, str], position: int, wait: int) -> dict[str, Any]:
-        """The customer's view of a ticket (the `ticket` of the protocol)."""
+    def _view(self, raw: Mapping[str, str], position: int, wait: int, staffed: int | None = None) -> dict[str, Any]:
+        """The customer's view of a ticket (the `ticket` of the protocol). `staffed`: how many tellers
+        with the queue's skill are signed in (None: not known here); none makes `staffed: false`, so
+        the customer reads "nobody can serve this now" instead of a forecast nobody will meet."""
         now = self.clock()
         view: dict[str, Any] = {
             "id": raw["id"], "service": raw["queue"], "state": raw["state"], "position": position,
@@ -273,13 +275,15 @@ class Router:
             "waited_s": round(max(0.0, float(raw.get("ended") or now) - float(raw["enq"])), 1)
             if raw["state"] in ("waiting", "offered", "abandoned") else None,
         }
+        if staffed is not None and raw["state"] == "waiting":
+            view["staffed"] = staffed > 0
         if raw.get("callback_offer") == "1":
             view["callback_offer"] = {"threshold_s": self.callback_threshold_s}
         if raw.get("callback_at"):
             view["callback_at"] = float(raw["callback_at"])
         return view
 
-    async def _position(self, raw: Mapping[str, str]) -> tuple[int, int]:
+    async def _position(self, raw: Mapping[str, str]) -> tuple[int, int, int | None]:
         pq = raw.get("pq") or ""
         key = f"{P}pq:{pq}" if pq else f"{P}q:{raw['queue']}"
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -287,9 +291,11 @@ class Router:
             pipe.hmget(f"{P}qs:{raw['queue']}", "skill", "aht_s")
             rank, (skill, aht) = await pipe.execute()
         if rank is None:
-            return 0, 0
-        staffed = 1 if pq else await self.redis.scard(f"{P}staffed:{_s(skill)}")
-        return int(rank) + 1, estimate_wait(int(rank) + 1, float(aht or 300), int(staffed))
+            return 0, 0, None
+        if pq:  # waiting for one teller (a transfer to them): that teller is there
+            return int(rank) + 1, estimate_wait(int(rank) + 1, float(aht or 300), 1), 1
+        staffed = int(await self.redis.scard(f"{P}staffed:{_s(skill)}"))
+        return int(rank) + 1, estimate_wait(int(rank) + 1, float(aht or 300), staffed), staffed
 
     async def abandon(self, ticket_id: str, customer: str | None = None) -> dict[str, Any]:
         """The customer leaves (counted as abandoned with the time waited)."""
@@ -468,10 +474,10 @@ class Router:
             if raw.get("state") != "waiting":
                 continue
             wait = estimate_wait(pos, float(aht or 300), staffed)
-            mark = f"{pos}:{wait}"
+            mark = f"{pos}:{wait}:{int(staffed > 0)}"
             if was is not None and _s(was) == mark:
                 continue
-            changed.append((raw["customer"], self._view(raw, pos, wait)))
+            changed.append((raw["customer"], self._view(raw, pos, wait, staffed)))
             marks[tid] = mark
         if self.publish:
             for i in range(0, len(changed), PUBLISH_BATCH):
@@ -513,6 +519,15 @@ class Router:
             queues[code] = {"waiting": int(waiting), "longest_wait_s": round(longest, 1),
                             "skill": spec.get("skill"), "strategy": spec.get("strategy"), "tellers": by_state}
         return {"at": now, "queues": queues, "tellers": teller_views}
+
+
+async def staffed_skills(redis: Redis, skills: Sequence[str]) -> dict[str, int]:
+    """How many tellers with each skill are signed in (ready, busy or not ready; not offline)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for skill in skills:
+            pipe.scard(f"{P}staffed:{skill}")
+        counts = await pipe.execute()
+    return {skill: int(n) for skill, n in zip(skills, counts, strict=True)}
 
 
 def estimate_wait(position: int, handle_s: float, staffed: int) -> int:

@@ -41,7 +41,8 @@ export class CustomerCall {
   constructor({ api = null, friendly, onShow = () => {}, onTicket = () => {}, onFinish = () => {}, onEvent = () => {} }) {
     Object.assign(this, { api, friendly, onShow, onTicket, onFinish, onOtherEvent: onEvent });
     Object.assign(this, { events: null, ticket: null, sessionId: null, call: null, localStream: null,
-      pushes: [], showingPush: false, screen: null, services: [], pick: null, connectedAt: null, timer: null });
+      pushes: [], showingPush: false, screen: null, services: [], pick: null, connectedAt: null, timer: null,
+      dropped: new Set() });
     $("leave-queue").addEventListener("click", async () => {
       try { await this.api.request("DELETE", `tickets/${this.ticket.id}`); this.finish("done.left_queue"); }
       catch (err) { this.error(this.friendly(err)); }
@@ -55,7 +56,10 @@ export class CustomerCall {
     mountLanguageSwitch();
     onLanguageChange(() => {
       if (this.services.length) this.renderServices();
-      if (this.ticket) $("queue-wait").textContent = formatWait(this.ticket.estimated_wait_s);
+      if (this.ticket) {
+        $("queue-wait").textContent = formatWait(this.ticket.estimated_wait_s);
+        this.showNobodyAvailable(this.ticket);
+      }
     });
   }
 
@@ -89,16 +93,45 @@ export class CustomerCall {
   }
 
   renderServices() {
-    const list = $("service-list");
-    list.replaceChildren();
-    for (const svc of this.services) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.dataset.testid = `service-${svc.code}`;
-      b.textContent = serviceName(svc);
-      b.addEventListener("click", () => this.pick(svc.code));
-      list.append(b);
+    $("service-list").replaceChildren(...this.services.map((svc) => this.serviceButton(svc, "service", () => this.pick(svc.code))));
+  }
+
+  // A service's button; one nobody can serve now says so (the customer may still wait for it).
+  serviceButton(svc, prefix, onPress) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.testid = `${prefix}-${svc.code}`;
+    b.textContent = serviceName(svc);
+    if (svc.staffed === false) {
+      const note = say(document.createElement("small"), "services.unstaffed");
+      note.className = "unstaffed";
+      b.append(" ", note);
     }
+    b.addEventListener("click", onPress);
+    return b;
+  }
+
+  // Nobody signed in can serve the ticket's service: say so instead of a forecast, and offer the
+  // services someone can serve now (leaving this queue for the one chosen).
+  showNobodyAvailable(ticket) {
+    const nobody = ticket.state === "waiting" && ticket.staffed === false;
+    $("queue-estimate").hidden = nobody;
+    $("no-teller").hidden = !nobody;
+    if (!nobody) return;
+    const svc = this.services.find((s) => s.code === ticket.service) || { code: ticket.service, name: ticket.service };
+    say($("no-teller-message"), "wait.no_teller", { service: serviceName(svc) });
+    const others = this.services.filter((s) => s.code !== ticket.service && s.staffed !== false);
+    $("other-services-intro").hidden = !others.length;
+    $("other-services").replaceChildren(...others.map((s) => this.serviceButton(s, "other-service",
+      () => this.switchService(s.code).catch((err) => this.error(this.friendly(err))))));
+  }
+
+  async switchService(code) {
+    const old = this.ticket;
+    this.dropped.add(old.id);   // its "abandoned" update is not the end of this visit
+    await this.api.request("DELETE", `tickets/${old.id}`);
+    this.ticket = null;
+    await this.pick(code);
   }
 
   // Throws what the platform refused; the page decides what a refusal means to it.
@@ -110,7 +143,7 @@ export class CustomerCall {
   }
 
   updateTicket(ticket) {
-    if (!ticket || (this.ticket && ticket.id !== this.ticket.id)) return;
+    if (!ticket || this.dropped.has(ticket.id) || (this.ticket && ticket.id !== this.ticket.id)) return;
     this.ticket = ticket;
     $("queue-position").textContent = ticket.position ?? "-";
     // Offered to a teller, the ticket has left the queue (position 0): "number 0" reads like an error.
@@ -118,6 +151,7 @@ export class CustomerCall {
     $("queue-line").hidden = next;
     $("queue-next").hidden = !next;
     $("queue-wait").textContent = formatWait(ticket.estimated_wait_s);
+    this.showNobodyAvailable(ticket);
     this.onTicket(ticket);
   }
 
