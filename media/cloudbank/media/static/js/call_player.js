@@ -64,7 +64,17 @@ export function parseTranscript(text, isJson) {
 export function renderCallPlayer(root, { manifest, src, transcript = [] }) {
   const { streams, duration } = timeline(manifest);
   const state = { t: 0, playing: false, wall: 0, base: 0 };
-  const players = [];   // {key, el, seg, tile?}
+  // Per stream: the element playing (el, with the test id) and a hidden spare that loads the next
+  // segment ahead, swapped in at the boundary, so a new file does not start with a gap.
+  const players = [];   // {key, el, seg, spare, spareSeg, gap?}
+  const withSpare = (el) => {
+    const spare = el.cloneNode(false);
+    delete spare.dataset.testid;
+    spare.classList.add("spare");
+    spare.muted = el.muted;
+    el.after(spare);
+    return spare;
+  };
   const tiles = PARTIES.map((party) => {
     const video = streams[`${party}-video`]
       ? h("video", { muted: true, playsinline: true, preload: "auto", testid: `player-video-${party}`,
@@ -74,15 +84,22 @@ export function renderCallPlayer(root, { manifest, src, transcript = [] }) {
     const gap = h("p", { class: "gap", testid: `player-gap-${party}`, hidden: true }, t("player.no_video_now"));
     const missing = video ? null : h("p", { class: "gap bad", testid: `player-missing-${party}` },
       t("player.video_missing", { party: t(`party.${party}`) }));
-    if (video) players.push({ key: `${party}-video`, el: video, seg: null, gap });
+    const videoPlayer = video ? { key: `${party}-video`, el: video, seg: null, gap, spare: null, spareSeg: null } : null;
+    if (videoPlayer) players.push(videoPlayer);
     if (streams[`${party}-audio`]) {
       const audio = h("audio", { preload: "auto", testid: `player-audio-${party}` });
-      players.push({ key: `${party}-audio`, el: audio, seg: null });
-      return h("figure", { class: "tile", testid: `player-tile-${party}` }, video || missing, gap, audio,
+      const audioPlayer = { key: `${party}-audio`, el: audio, seg: null, spare: null, spareSeg: null };
+      players.push(audioPlayer);
+      const tile = h("figure", { class: "tile", testid: `player-tile-${party}` }, video || missing, gap, audio,
         h("figcaption", {}, t(`party.${party}`)));
+      audioPlayer.spare = withSpare(audio);
+      if (videoPlayer) videoPlayer.spare = withSpare(video);
+      return tile;
     }
-    return h("figure", { class: "tile", testid: `player-tile-${party}` }, video || missing, gap,
+    const tile = h("figure", { class: "tile", testid: `player-tile-${party}` }, video || missing, gap,
       h("figcaption", {}, t(`party.${party}`), " · ", t("player.audio_missing")));
+    if (videoPlayer) videoPlayer.spare = withSpare(video);
+    return tile;
   });
 
   const playButton = h("button", { type: "button", class: "primary", testid: "player-play", onclick: toggle },
@@ -124,21 +141,46 @@ export function renderCallPlayer(root, { manifest, src, transcript = [] }) {
       return;
     }
     if (p.el.tagName === "VIDEO") p.el.style.visibility = "visible";
-    const local = seg.relative ? at - seg.start : at;
-    if (p.seg !== seg) {
+    // Before a stream's first frame, it waits on that frame (paused) instead of running ahead.
+    const early = at < seg.start;
+    const local = early ? (seg.relative ? 0 : seg.start) : (seg.relative ? at - seg.start : at);
+    if (p.seg !== seg && p.spareSeg === seg && p.spare.readyState >= 2) {
+      // The spare has this segment loaded: it takes over, the old element becomes the spare.
+      const old = p.el;
+      p.el = p.spare;
+      p.spare = old;
+      p.spareSeg = null;
+      p.el.dataset.testid = old.dataset.testid;
+      delete old.dataset.testid;
+      p.el.classList.remove("spare");
+      old.classList.add("spare");
+      old.pause();
       p.seg = seg;
-      p.el.src = src(seg.path);
       p.el.dataset.segment = seg.path.split("/").pop();
-      p.el.addEventListener("loadedmetadata", () => {
-        if (p.seg !== seg) return;
-        p.el.currentTime = Math.max(0, (seg.relative ? now() - seg.start : now()));
-        if (state.playing) p.el.play().catch(() => {});  // at once, not at the next tick
+      if (p.el.tagName === "VIDEO") p.el.style.visibility = "visible";
+      if (Math.abs(p.el.currentTime - local) > DRIFT_S) p.el.currentTime = Math.max(0, local);
+    } else if (p.seg !== seg) {
+      const el = p.el;
+      p.seg = seg;
+      el.src = src(seg.path);
+      el.dataset.segment = seg.path.split("/").pop();
+      el.addEventListener("loadedmetadata", () => {
+        if (p.seg !== seg || p.el !== el) return;
+        const from = Math.max(now(), seg.start);
+        el.currentTime = Math.max(0, seg.relative ? from - seg.start : from);
+        if (state.playing && now() >= seg.start) el.play().catch(() => {});  // at once, not at the next tick
       }, { once: true });
     } else if (p.el.readyState >= 1 && Math.abs(p.el.currentTime - local) > DRIFT_S) {
       p.el.currentTime = Math.max(0, local);
     }
-    if (state.playing && p.el.paused && p.el.readyState >= 1) p.el.play().catch(() => {});
-    if (!state.playing && !p.el.paused) p.el.pause();
+    if (state.playing && !early && p.el.paused && p.el.readyState >= 1) p.el.play().catch(() => {});
+    if ((!state.playing || early) && !p.el.paused) p.el.pause();
+    const list = streams[p.key];
+    const next = list[list.indexOf(seg) + 1];
+    if (p.spare && next && p.spareSeg !== next && next.start - at < 2) {
+      p.spareSeg = next;
+      p.spare.src = src(next.path);  // loads ahead, paused and hidden, at its first frame
+    }
   }
 
   function render() {
@@ -170,7 +212,7 @@ export function renderCallPlayer(root, { manifest, src, transcript = [] }) {
     state.t = now();
     state.playing = false;
     playButton.textContent = t("player.play");
-    for (const p of players) p.el.pause();
+    for (const p of players) { p.el.pause(); if (p.spare) p.spare.pause(); }
   }
 
   function toggle() { if (state.playing) pause(); else play(); }
@@ -186,7 +228,9 @@ export function renderCallPlayer(root, { manifest, src, transcript = [] }) {
   const timer = setInterval(() => { if (root.isConnected) render(); else destroy(); }, TICK_MS);
   function destroy() {
     clearInterval(timer);
-    for (const p of players) { p.el.pause(); p.el.removeAttribute("src"); }
+    for (const p of players) {
+      for (const el of [p.el, p.spare]) if (el) { el.pause(); el.removeAttribute("src"); }
+    }
   }
   render();
   return { seek, play, pause, time: now, destroy };

@@ -6,8 +6,10 @@ export function renderSettings(root, ctx) {
   const days = h("input", { id: "retention-days", testid: "retention-days", type: "number", min: "0", max: "36500", step: "1" });
   const info = h("p", { class: "muted", testid: "retention-info" });
   const result = h("p", { testid: "purge-result", role: "status" });
-  // The first load may answer after an admin has already saved: it must not overwrite the newer value.
+  // The first load may answer after an admin has already typed or saved: it must not overwrite that.
   let saves = 0;
+  let edited = false;
+  days.addEventListener("input", () => { edited = true; });
   const form = h("form", { class: "card row", testid: "retention-form" },
     h("label", { class: "field", for: "retention-days" }, h("span", {}, t("settings.retention")), days),
     h("button", { type: "submit", class: "primary", testid: "retention-save" }, t("settings.save")), info);
@@ -27,12 +29,12 @@ export function renderSettings(root, ctx) {
     } catch (err) { ctx.fail(err); }
   } }, t("settings.purge"));
 
-  function show(settings) {
-    days.value = String(settings.retention_days);
+  function show(settings, keepInput = false) {
+    if (!keepInput) days.value = String(settings.retention_days);
     info.textContent = settings.retention_days === 0 ? t("settings.forever")
       : t("settings.keeping", { days: settings.retention_days, when: when(settings.updated_at) });
   }
 
   fill(root, h("h2", {}, t("tab.settings")), form, h("section", { class: "card" }, h("p", {}, t("settings.purge_hint")), purge, result));
-  ctx.media.get("settings").then(({ settings }) => { if (saves === 0) show(settings); }, (err) => ctx.fail(err));
+  ctx.media.get("settings").then(({ settings }) => { if (saves === 0) show(settings, edited); }, (err) => ctx.fail(err));
 }
