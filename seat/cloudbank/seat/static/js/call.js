@@ -369,6 +369,11 @@ export class CallScreen {
       case "session.ended": this.note("call.ended"); this.finish(); break;
       case "session.update":
         if (ev.session && ["ended", "wrapup", "wrap_up", "done"].includes(ev.session.state)) this.finish();
+        else if (ev.session && ["on_hold", "active"].includes(ev.session.state)) {
+          // Held or resumed from elsewhere (another console, the hold banner): the same here.
+          const held = ev.session.state === "on_hold";
+          if (held !== this.onHold) { this.onHold = held; this.applyTracks(); this.showToggles(); }
+        }
         break;
       default: break;
     }
