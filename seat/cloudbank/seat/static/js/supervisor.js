@@ -4,6 +4,7 @@
 // the calls in progress and the wallboard. Everything comes from the platform API.
 import { h, fill, clock } from "./dom.js";
 import { t, language } from "./i18n.js";
+import { labelColumns } from "./table_labels.js";
 import { renderWallboard } from "./wallboard.js";
 import { VideoLink } from "./rtc.js";
 import { QualityMeter } from "./quality.js";
@@ -86,7 +87,7 @@ export class SupervisorScreen {
   showCalls() {
     const calls = this.calls;
     if (!calls.length) { fill(this.callsEl, h("p", { class: "muted" }, t("sup.no_calls"))); return; }
-    fill(this.callsEl, h("table", { class: "grid" },
+    fill(this.callsEl, labelColumns(h("table", { class: "grid stack" },
       h("thead", {}, h("tr", {}, ["sup.teller", "sup.service", "sup.duration", "sup.monitor"].map((k) => h("th", { scope: "col" }, t(k))))),
       h("tbody", {}, calls.map((c) => {
         const id = c.id || c.session_id;
@@ -97,7 +98,7 @@ export class SupervisorScreen {
           h("td", {}, started ? clock(Date.now() / 1000 - started) : "–"),
           h("td", {}, h("button", { type: "button", testid: `monitor-${id}`, class: "monitor",
             onclick: () => this.startMonitor(id) }, t("sup.monitor"))));
-      }))));
+      })))));
   }
 
   async startMonitor(sessionId) {

@@ -3,6 +3,7 @@
 // Names and calls come from `GET /api/tellers`; states also from every wallboard push.
 import { h, fill, clock } from "./dom.js";
 import { t, label } from "./i18n.js";
+import { labelColumns } from "./table_labels.js";
 
 export class TellerList {
   /** services: code -> name; onMonitor(sessionId) starts monitoring that call. */
@@ -38,10 +39,10 @@ export class TellerList {
 
   render() {
     if (!this.tellers.length) { fill(this.el, h("p", { class: "muted" }, t("sup.no_tellers"))); return; }
-    fill(this.el, h("table", { class: "grid tellers" },
+    fill(this.el, labelColumns(h("table", { class: "grid tellers stack" },
       h("thead", {}, h("tr", {}, ["sup.teller", "sup.state", "sup.in_state", "sup.call", "sup.monitor"]
         .map((k) => h("th", { scope: "col" }, t(k))))),
-      h("tbody", {}, this.tellers.map((x) => this.row(x)))));
+      h("tbody", {}, this.tellers.map((x) => this.row(x))))));
     this.tick();
   }
 

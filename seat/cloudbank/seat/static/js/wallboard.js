@@ -2,6 +2,7 @@
 // abandonment and tellers by state. Rendering only; the supervisor screen feeds it.
 import { h, fill, clock } from "./dom.js";
 import { t, label } from "./i18n.js";
+import { labelColumns } from "./table_labels.js";
 
 function pct(value) {
   if (value === null || value === undefined || Number.isNaN(Number(value))) return "–";
@@ -28,7 +29,7 @@ export function wallboardQueues(board) {
 export function renderWallboard(el, board, names = {}) {
   const queues = wallboardQueues(board);
   fill(el,
-    h("table", { class: "grid wallboard" },
+    labelColumns(h("table", { class: "grid wallboard stack" },
       h("caption", {}, t("sup.wallboard")),
       h("thead", {}, h("tr", {},
         ["sup.queue", "sup.waiting", "sup.longest", "sup.sl", "sup.asa", "sup.abandon", "sup.tellers"]
@@ -47,6 +48,6 @@ export function renderWallboard(el, board, names = {}) {
           h("td", { "data-field": "asa" }, m.asa_s === null || m.asa_s === undefined ? "–" : clock(m.asa_s)),
           h("td", { "data-field": "abandoned" }, rate === undefined || rate === null ? String(abandoned) : `${abandoned} (${pct(rate)})`),
           h("td", { "data-field": "tellers" }, tellersByState(q)));
-      }))),
+      })))),
     h("p", { class: "muted", testid: "wallboard-updated" }, t("sup.updated", { time: new Date().toLocaleTimeString() })));
 }
