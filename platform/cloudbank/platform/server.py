@@ -20,6 +20,9 @@ from aiohttp import web
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import StartupError
 from cloudbank.platform.records import create_engine, migrate
+from cloudbank.platform.static_files import COMMON
+
+FAVICON = COMMON / "favicon.svg"
 
 log = logging.getLogger("cloudbank.server")
 
@@ -64,10 +67,16 @@ def build_root(config: Config, services: list[str]) -> web.Application:
     async def index(_request: web.Request) -> web.Response:
         links = "".join(f'<li><a href="{table[n].prefix}">{table[n].title}</a> <code>{table[n].prefix}</code></li>'
                         for n in services)
-        return web.Response(text=f"<!doctype html><title>cloudbank</title><h1>cloudbank</h1><ul>{links}</ul>",
-                            content_type="text/html")
+        return web.Response(text=f'<!doctype html><title>cloudbank</title><link rel="icon" href="/favicon.ico">'
+                                 f"<h1>cloudbank</h1><ul>{links}</ul>", content_type="text/html")
+
+    async def favicon(_request: web.Request) -> web.FileResponse:
+        # The browser apps' shared icon (each links its own common/favicon.svg; this is for the rest).
+        return web.FileResponse(FAVICON, headers={"Content-Type": "image/svg+xml",
+                                                  "Cache-Control": "public, max-age=86400"})
 
     root.router.add_get("/", index)
+    root.router.add_get("/favicon.ico", favicon)
     return root
 
 
