@@ -69,9 +69,10 @@ class Config:
     asr_model_path: str = ""
     # The speech language (not the UI's); empty: the packaged model's. A label when asr_model_path is set.
     asr_language: str = ""
-    # The phrase search's detection threshold for a service's phrases (pocketsphinx keyphrase search):
-    # lower hears more, and more falsely (1e-10..1e-60 all found 6 of 6 festival disclosures, no false alarm).
-    asr_kws_threshold: float = 1e-20
+    # The phrase search's detection threshold per word (pocketsphinx keyphrase search): a phrase of n
+    # words uses this to the power n; lower hears more, and more falsely. On festival bank sentences
+    # 1e-3..1e-8 found every phrase with no false alarm; one 1e-20 for all falsely heard short words.
+    asr_kws_threshold: float = 1e-5
     asr_pool_size: int = 2
     # The video node loads the model at start and transcribes every call; off: record without it.
     video_transcribe: bool = True

@@ -160,21 +160,21 @@ class _TrackTap:
         self.pending_t = 0.0
         self.packets_bad = 0
 
-    def _timeline(self, timestamp: int) -> float:
+    def _timeline(self, timestamp: int, arrival: float) -> float:
         """Seconds into the call of an RTP timestamp (the first packet placed at its arrival time)."""
         if self.ts0 is None:
-            self.ts0, self.t0, self.last_ts = timestamp, time.time() - self.epoch, timestamp
+            self.ts0, self.t0, self.last_ts = timestamp, arrival - self.epoch, timestamp
         if timestamp < self.last_ts and self.last_ts - timestamp > 2**31:
             self.ts_wraps += 1
         self.last_ts = timestamp
         return self.t0 + (timestamp + self.ts_wraps * 2**32 - self.ts0) / self.track.clock_rate
 
-    def push(self, packet: RtpPacket) -> None:
+    def push(self, packet: RtpPacket, arrival: float) -> None:
         seq = packet.sequence_number
         if self.last_seq is not None and (seq - self.last_seq) % 65536 >= 32768 or seq == self.last_seq:
             return  # late or duplicate: the audio already moved on
         self.last_seq = seq
-        t = self._timeline(packet.timestamp)
+        t = self._timeline(packet.timestamp, arrival)
         try:
             frames = self.decoder.decode(av.Packet(packet.payload))
         except (av.error.FFmpegError, ValueError):
@@ -211,6 +211,7 @@ class AudioTap:
     def on_rtp(self, track: TrackInfo, packet: RtpPacket) -> None:
         if track.kind != "audio":
             return
+        arrival = time.time()  # before a new track's voice detector loads (~0.1-0.3 s)
         key = (track.party, track.ssrc)
         if key not in self._taps:
             sink = self.sink_for(track) if track.mime_type.lower() == "audio/opus" else None
@@ -219,7 +220,7 @@ class AudioTap:
             self._taps[key] = _TrackTap(track, sink, self.epoch, self.gate()) if sink is not None else None
         tap = self._taps[key]
         if tap is not None:
-            tap.push(packet)
+            tap.push(packet, arrival)
 
     async def close(self) -> None:
         """End any utterance in progress (its final result still comes)."""

@@ -82,12 +82,14 @@ def unheard_words(lexicon: Lexicon, service: Mapping[str, Any]) -> list[tuple[st
     return out
 
 
-def spot_phrases(rules: Iterable[KeywordRule], default_threshold: float) -> list[SpotPhrase]:
-    """The phrases for an engine's phrase search (`AsrService(phrases=...)`), once each."""
+def spot_phrases(rules: Iterable[KeywordRule], per_word_threshold: float) -> list[SpotPhrase]:
+    """The phrases for an engine's phrase search (`AsrService(phrases=...)`), once each. A rule's own
+    threshold is used as it is; otherwise a phrase of n words gets `per_word_threshold` ** n (a search
+    scores a whole phrase, so one threshold for all lets short words be heard everywhere)."""
     seen: dict[str, float] = {}
     for rule in rules:
         form = spoken_form(rule.phrase)
-        threshold = rule.threshold if rule.threshold is not None else default_threshold
+        threshold = rule.threshold if rule.threshold is not None else per_word_threshold ** len(form.split())
         if form:
             seen[form] = min(threshold, seen.get(form, threshold))
     return list(seen.items())

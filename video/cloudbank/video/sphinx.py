@@ -152,7 +152,7 @@ class SphinxSpotter:
 
     `accept` returns nothing; `finish` returns the utterance's hits as one final result whose
     "words" are the phrases heard (each with its start, end and score), text the phrases joined by
-    " | ". Thresholds are per phrase: lower hears more (1e-20 is the default, see asr_kws_threshold).
+    " | ". Thresholds are per phrase: lower hears more (see asr_kws_threshold and `spot_phrases`).
     """
 
     def __init__(self, model: SphinxModel, phrases: Sequence[SpotPhrase]) -> None:
