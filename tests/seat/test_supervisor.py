@@ -2,7 +2,8 @@
 longest wait, service level, ASA, abandonment, tellers by state) updating live, the list of calls
 only for the supervisor's queues, and monitoring refused outside them; the tellers with their state
 and time in state, the monitor in view at 1366x768 with the call's live transcript, and
-authorisation requests naming the service, who asked and when (issue 14, point 7)."""
+authorisation requests naming the service, who asked and when (issue 14, point 7); the monitor filled in
+with what was said before it opened (from the call's history)."""
 
 from __future__ import annotations
 
@@ -168,3 +169,32 @@ async def test_authorisation_requests_name_the_service_who_asked_and_when(seat: 
     await sup.get_by_test_id(f"auth-grant-{aid}").click()
     await expect(sup.get_by_test_id(f"auth-{aid}")).to_have_count(0)
     await expect(page.get_by_test_id("call-log")).to_contain_text("known customer")
+
+
+async def test_the_monitor_shows_what_was_said_before_monitoring_began(seat: Any, page: Page, second_page: Page,
+                                                                       kiosk: Any) -> None:
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    session_id, _ = await seat.accept_offer(page, kiosk, join=False)
+    sup = second_page
+    await seat.login(sup, "super1")
+    client = aioredis.Redis.from_url(seat.config.redis_url)
+    try:
+        # Said before the supervisor opened the monitor: the teller's screen has it, and now the monitor.
+        await publish_to_session(client, session_id, transcript_event(
+            "customer", AsrResult(text="I lost my debit card yesterday", final=True, start=1.0, end=3.0)))
+        await publish_to_session(client, session_id, transcript_event(
+            "teller", AsrResult(text="I will block it for you now", final=True, start=3.5, end=5.0)))
+        await expect(page.get_by_test_id("transcript-final")).to_have_count(2)
+        await sup.get_by_test_id(f"teller-monitor-{session_id}").click()
+        lines = sup.get_by_test_id("monitor-transcript").get_by_test_id("transcript-final")
+        await expect(lines).to_have_count(2)
+        await expect(lines.nth(0)).to_contain_text("lost my debit card")
+        await expect(lines.nth(1)).to_contain_text("block it for you")
+        # What is said next follows them, once each.
+        await publish_to_session(client, session_id, transcript_event(
+            "customer", AsrResult(text="thank you very much", final=True, start=6.0, end=7.0)))
+        await expect(lines).to_have_count(3)
+        await expect(lines.nth(2)).to_contain_text("thank you very much")
+    finally:
+        await client.aclose()

@@ -148,10 +148,36 @@ export class SupervisorScreen {
       refresh: async () => (await this.api.post(`sessions/${encodeURIComponent(sessionId)}/monitor`, {})).video,
     });
     link.start();
+    // Live lines wait in `backlog` until the call's history is in, so the transcript stays in order.
     this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, [customer, teller]), sessionId, idCards,
-      transcript };
+      transcript, backlog: [] };
+    this.loadHistory(this.monitor);
     this.monitorEl.scrollIntoView({ block: "nearest" });
     stop.focus({ preventScroll: true });
+  }
+
+  /** What was said before monitoring began (the platform keeps what the call's audience was sent). */
+  async loadHistory(m) {
+    try {
+      const hist = await this.api.get(`sessions/${encodeURIComponent(m.sessionId)}/history`);
+      if (this.monitor !== m) return;
+      for (const ev of hist.transcript || []) m.transcript.line(ev);
+      for (const ev of hist.keywords || []) m.transcript.keyword(ev);
+    } catch (err) {
+      if (this.monitor === m) this.error.textContent = t("call.history_failed", { message: err.message });
+    } finally {
+      const live = m.backlog || [];
+      m.backlog = null;
+      if (this.monitor === m) for (const ev of live) this.monitorEvent(ev);
+    }
+  }
+
+  /** A transcript line or keyword hit of the monitored call. */
+  monitorEvent(ev) {
+    const m = this.monitor;
+    if (m.backlog) { m.backlog.push(ev); return; }
+    if (ev.type === "transcript") m.transcript.line(ev);
+    else m.transcript.keyword(ev);
   }
 
   stopMonitor() {
@@ -232,8 +258,8 @@ export class SupervisorScreen {
     // The event's own `id` is its stream position, not the request's: fetch the list instead.
     if (ev.type === "authorisation.request") this.refreshAuths().catch(() => {});
     else if (ev.type === "id_card" && this.monitor && this.monitor.sessionId === ev.session_id) this.monitor.idCards.add(ev);
-    else if (ev.type === "transcript" && this.monitor && this.monitor.sessionId === ev.session_id) this.monitor.transcript.line(ev);
-    else if (ev.type === "keyword" && this.monitor && this.monitor.sessionId === ev.session_id) this.monitor.transcript.keyword(ev);
+    else if ((ev.type === "transcript" || ev.type === "keyword") && this.monitor
+             && this.monitor.sessionId === ev.session_id) this.monitorEvent(ev);
     else if (ev.type === "session.ended" && this.monitor && this.monitor.sessionId === ev.session_id) {
       this.stopMonitor();
       this.refresh();
