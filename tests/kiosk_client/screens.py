@@ -4,6 +4,7 @@ screen and the phone page reached at the call, and viewport screenshots for the 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
@@ -36,7 +37,7 @@ async def shoot(page: Page, name: str) -> None:
 
 def otp(stack: Stack, phone: str) -> str:
     lines = [ln for ln in (stack.config.data / "otp.log").read_text().splitlines() if phone in ln]
-    return lines[-1].rsplit(" ", 1)[-1][-6:]
+    return str(re.findall(r"(\d{6})$", lines[-1])[0])
 
 
 async def phone_sign_in(page: Page, stack: Stack, phone: str = "+821012345678") -> None:

@@ -21,7 +21,7 @@ from cloudbank.kiosk_client.kiosk_gui import create_gui_app
 from cloudbank.kiosk_client.media_sources import synthetic
 
 from .conftest import TELLER_PASSWORD, Stack, Teller, until
-from .screens import ARGS, CHROMIUM, KIOSK, PHONE, new_context, phone_sign_in, shoot
+from .screens import ARGS, CHROMIUM, KIOSK, PHONE, new_context, otp, phone_sign_in, shoot
 
 pytestmark = pytest.mark.slow
 MakeServer = Callable[..., Awaitable[TestServer]]
@@ -290,6 +290,19 @@ async def test_the_customer_switches_to_chinese_at_any_step_without_a_reload(
             await page.goto(stack.url + "/phone/")
             await page.get_by_test_id("lang-zh").tap()
             await expect(page.get_by_test_id("send-code")).to_have_text("发送验证码")
+            # The platform's refusals (written in English) reach a Chinese screen in Chinese.
+            await page.get_by_test_id("phone-number").fill("12345")
+            await page.get_by_test_id("send-code").tap()
+            await expect(page.get_by_test_id("error")).to_have_text(
+                "请输入手机号码：6 到 15 位数字，例如 +82 10 1234 5678。")
+            await page.get_by_test_id("phone-number").fill("+821055554444")
+            await page.get_by_test_id("send-code").tap()
+            await expect(page.get_by_test_id("otp-code")).to_be_visible()
+            wrong = str((int(otp(stack, "+821055554444")) + 1) % 10**6).zfill(6)
+            await page.get_by_test_id("otp-code").fill(wrong)
+            await page.get_by_test_id("verify").tap()
+            await expect(page.get_by_test_id("error")).to_have_text("验证码错误。")
+            await shoot(page, "5-phone_verify_zh")
             await page.get_by_test_id("lang-en").tap()
             await phone_sign_in(page, stack)
             await page.get_by_test_id("lang-zh").tap()

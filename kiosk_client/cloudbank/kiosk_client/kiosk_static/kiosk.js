@@ -5,9 +5,11 @@
 
 import { Api, ApiError, wsUrl } from "../shared/js/api.js";
 import { $, CustomerCall } from "../shared/js/customer_call.js";
-import { resetLanguage, say } from "../shared/js/i18n.js";
+import { language, resetLanguage, say, t } from "../shared/js/i18n.js";
 
-const friendly = (err) => (err instanceof ApiError || (err && err.message) ? err.message : String(err));
+// The platform and the app write their messages in English; another language gets its own generic line.
+const friendly = (err) => (language() !== "en" ? t("error.generic")
+  : err instanceof ApiError || (err && err.message) ? err.message : String(err));
 const state = { playlist: [], playing: 0, config: null };
 const visit = new CustomerCall({
   friendly,

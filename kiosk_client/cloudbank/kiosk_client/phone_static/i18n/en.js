@@ -6,6 +6,9 @@ export default {
   "conn.closed": "Disconnected: reload the page",
   "error.generic": "Something went wrong. Please try again.",
   "error.unreachable": "The bank cannot be reached. Check your connection and try again.",
+  "verify.wrong_code": "The code is wrong.",
+  "verify.code_expired": "The code expired or was used; ask for a new one.",
+  "error.too_many": "Too many attempts; please try again later.",
 
   "idle.start": "Touch here to talk to a teller",
   "idle.welcome": "Welcome",

@@ -5,6 +5,9 @@ export default {
   "conn.closed": "连接已断开，请刷新页面",
   "error.generic": "出现问题，请重试。",
   "error.unreachable": "无法连接银行，请检查网络后重试。",
+  "verify.wrong_code": "验证码错误。",
+  "verify.code_expired": "验证码已过期或已使用，请重新获取。",
+  "error.too_many": "尝试次数过多，请稍后再试。",
 
   "idle.start": "点击这里与柜员视频通话",
   "idle.welcome": "欢迎光临",

@@ -5,7 +5,7 @@
 
 import { Api, ApiError, wsUrl } from "./api.js";
 import { $, CustomerCall } from "./customer_call.js";
-import { t } from "./i18n.js";
+import { language, t } from "./i18n.js";
 
 const TOKEN_KEY = "cloudbank.phone.token";
 const CALLBACK_BOOKED = "done.callback_booked";
@@ -15,6 +15,13 @@ function friendly(err) {
     // The platform's messages are written for developers ("phone must be a number of 6-15 digits").
     if (err.body.field === "phone") return t("verify.bad_number");
     if (err.code === "unreachable") return t("error.unreachable");
+    if (language() !== "en") {
+      // The platform writes its messages in English: say what is known in the customer's language.
+      if (err.status === 401 && "attempts_left" in err.body) return t("verify.wrong_code");
+      if (err.status === 401) return t("verify.code_expired");
+      if (err.status === 429) return t("error.too_many");
+      return t("error.generic");
+    }
     const m = String(err.message || t("error.generic"));
     return m.charAt(0).toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? "" : ".");
   }
