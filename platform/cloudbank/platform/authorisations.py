@@ -2,7 +2,7 @@
 (a withdrawal over the limit, a fee waived); one of them grants or refuses it, once, with a reason.
 
     POST sessions/<id>/authorisations {reason}     the session's teller, live call -> 201
-    POST authorisations/<id> {grant, reason?}      a supervisor of the queue, once (again -> 409)
+    POST authorisations/<id> {grant, reason?}      a supervisor of the queue, once (again -> 409), live call
     GET  authorisations/pending                    supervisor (their queues) / admin: pending requests
 
 A request lives in Redis as `authz:<id>` (JSON, AUTHZ_TTL_S); `authz:pending` is a sorted set of the
@@ -18,6 +18,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from cloudbank.platform.errors import Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import users
 from cloudbank.platform.service import AUDIT, ENGINE, REDIS, authenticate
-from cloudbank.platform.sessions import LIVE, Sessions, actor
+from cloudbank.platform.sessions import LIVE, Session, Sessions, actor
 from cloudbank.platform.tokens import Claims
 from cloudbank.platform.validation import limit, read_json
 
@@ -42,6 +43,10 @@ AUTHZ_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # Pending requests are few; reading is bounded all the same.
 MAX_PENDING_READ = 2000
 MAX_LISTED = 200
+
+# Told of each decision (a work order waiting for it moves on), after it is stored.
+DecisionHook = Callable[[web.Application, dict[str, Any]], Awaitable[None]]
+DECISION_HOOKS: web.AppKey[list[DecisionHook]] = web.AppKey("authorisation_decision_hooks")
 
 
 def _s(value: Any) -> str:
@@ -76,19 +81,27 @@ class Authorisations:
         self.redis = app[REDIS]
         self.sessions = Sessions(app)
 
-    async def request(self, session_id: str, claims: Claims, reason: str) -> dict[str, Any]:
+    async def request(self, session_id: str, claims: Claims, reason: str,
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Ask the queue's supervisors; `extra` (a work order's id and values) goes with the request."""
         session, _ = await self.sessions.for_party(session_id, claims, ("teller",))
+        return await self.open(session, actor(claims), reason, extra)
+
+    async def open(self, session: Session, who: str, reason: str, extra: dict[str, Any] | None = None,
+                   ) -> dict[str, Any]:
+        """Open a request for the session's teller (checked by the caller) and tell the supervisors."""
         if session.state not in LIVE:
             raise Conflict(f"the session is {session.state}", state=session.state)
         authz_id, at = uuid.uuid4().hex, time.time()
         request = {"id": authz_id, "session_id": session.id, "service": session.service,
-                   "teller_id": session.teller_id, "reason": reason, "state": "pending", "at": at}
+                   "teller_id": session.teller_id, "reason": reason, "state": "pending", "at": at,
+                   **(extra or {})}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(f"authz:{authz_id}", json.dumps(request, ensure_ascii=False), ex=AUTHZ_TTL_S)
             pipe.zadd(AUTHZ_PENDING, {authz_id: at})
             await pipe.execute()
-        await self.app[AUDIT].append(actor(claims), "authorisation.request", f"session:{session.id}",
-                                     {"authorisation": request["id"], "reason": reason})
+        await self.app[AUDIT].append(who, "authorisation.request", f"session:{session.id}",
+                                     {"authorisation": request["id"], "reason": reason, **(extra or {})})
         for sup in await Directory(self.app[ENGINE]).list_users(role="supervisor"):
             if not sup.disabled and (not sup.queues or session.service in sup.queues):
                 await events.publish(self.redis, f"user:{sup.id}", {"type": "authorisation.request", **request})
@@ -101,6 +114,10 @@ class Authorisations:
         request: dict[str, Any] = json.loads(_s(raw))
         if not await self.sessions.supervises(claims, request["service"]):
             raise Forbidden("only a supervisor of this queue may decide")
+        session = await self.sessions.get(str(request["session_id"]))
+        if session.state not in LIVE:
+            raise Conflict(f"the call is over (the session is {session.state}): a decision can only be made "
+                           f"during the call", state=session.state)
         if not await self.redis.set(f"authz:{authz_id}:decided", claims.sub, nx=True, ex=AUTHZ_TTL_S):
             raise Conflict("this request was decided already")
         request.update(state="granted" if grant else "refused", decided_by=claims.sub, decision_reason=reason,
@@ -110,6 +127,8 @@ class Authorisations:
         await self.app[AUDIT].append(claims.sub, "authorisation." + request["state"],
                                      f"session:{request['session_id']}",
                                      {"authorisation": authz_id, "reason": reason})
+        for hook in self.app.get(DECISION_HOOKS, []):
+            await hook(self.app, request)
         await events.publish(self.redis, f"user:{request['teller_id']}",
                              {"type": "authorisation.result", **request})
         return request
@@ -128,7 +147,8 @@ class Authorisations:
                 continue
             if (isinstance(item, dict) and item.get("state") == "pending"
                     and (not queues or item.get("service") in queues)):
-                found.append({k: item.get(k) for k in ("id", "session_id", "service", "teller_id", "reason", "at")})
+                found.append({k: item.get(k) for k in ("id", "session_id", "service", "teller_id", "reason", "at",
+                                                       "work_order_id", "values")})
         found.sort(key=lambda a: float(a.get("at") or 0))
         found = found[:MAX_LISTED]
         names = await display_names(self.app, {str(a["teller_id"]) for a in found if a.get("teller_id")})

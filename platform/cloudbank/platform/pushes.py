@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -43,6 +43,20 @@ MAX_SIGNATURE_BYTES = 256 * 1024
 MAX_SIGNATURE_CHARS = 360_000  # base64 of MAX_SIGNATURE_BYTES plus the data URL prefix
 PUSH_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 SIGNATURES = Path("signatures")
+
+
+class AnswerHook(Protocol):
+    """Told of answers to pushes (the work orders fill themselves from theirs): `check` may refuse an
+    answer before it is taken, `answered` hears it once it is stored."""
+
+    async def check(self, app: web.Application, session: Session, push: dict[str, Any], answer: str,
+                    values: dict[str, str]) -> None: ...
+
+    async def answered(self, app: web.Application, session: Session, push: dict[str, Any],
+                       claims: Claims) -> None: ...
+
+
+ANSWER_HOOKS: web.AppKey[list[AnswerHook]] = web.AppKey("push_answer_hooks")
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,8 @@ async def respond(app: web.Application, session_id: str, claims: Claims, push_id
         raise NotFound("no such push in this session")
     item: dict[str, Any] = json.loads(_s(raw))
     png = check_answer(item, answer, values, signature)
+    for hook in app.get(ANSWER_HOOKS, []):
+        await hook.check(app, session, item, answer, values)
     # Single answer per push, even with two nodes racing: the first SET NX wins.
     if not await redis.set(f"{key}:{push_id}:answered", "1", nx=True, ex=PUSH_TTL_S):
         raise Conflict("this push was answered already")
@@ -168,6 +184,8 @@ async def respond(app: web.Application, session_id: str, claims: Claims, push_id
                 signature_sha256=details["files"][0]["sha256"] if png is not None else None)
     await redis.hset(key, push_id, json.dumps(item, ensure_ascii=False))
     await app[AUDIT].append(actor(claims), "session.push_response", f"session:{session.id}", details)
+    for hook in app.get(ANSWER_HOOKS, []):
+        await hook.answered(app, session, item, claims)
     shown = public(session.id, item)
     # The teller's screen names the push by its title and shows each field by its label.
     await events.publish(redis, f"user:{session.teller_id}", {

@@ -3,10 +3,12 @@ the service catalogue."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from cloudbank.platform.audit import AuditChain
 from cloudbank.platform.catalogue import GENERAL, Catalogue, Service
 from cloudbank.platform.identity import Directory
+from cloudbank.platform.service_definitions import Definition, FieldDef, ScriptItem, ServiceDefinitions
 
 DEMO_BRANCH = ("demo", "Demo Branch")
 
@@ -31,6 +33,51 @@ DEMO_SERVICES = (
             forbidden_phrases=("guaranteed return", "no risk", "cannot lose"),
             qualified_only=True, names={"zh": "理财产品（基金／保险）"}),
 )
+
+
+# The wealth service's business: a fund sale form the customer confirms and signs, a supervisor's
+# authorisation above an amount, and the dual-recording script (the teller's disclosures are the
+# catalogue's required phrases, so the live transcript ticks them; then the customer's answers).
+DEMO_DEFINITIONS = {
+    "wealth": Definition(
+        title="Fund sale",
+        fields=[
+            FieldDef("fund", "Fund", "select", required=True, confirm=True,
+                     options=["CB Global Equity Fund", "CB Balanced Income Fund", "CB Money Market Fund"]),
+            FieldDef("amount", "Amount to invest (USD)", "number", required=True, confirm=True, min=100,
+                     max=1_000_000),
+            FieldDef("risk_profile", "Customer's risk profile", "select", required=True, confirm=True,
+                     options=["conservative", "balanced", "growth", "aggressive"]),
+            FieldDef("debit_account", "Account to debit", "text", required=True, confirm=True, max_length=20,
+                     pattern="[0-9]{8,20}"),
+            FieldDef("cooling_off_understood", "I know I can cancel within the 14-day cooling-off period",
+                     "checkbox", required=True, confirm=True),
+            FieldDef("notes", "Teller's notes", "text", max_length=500),
+        ],
+        script=[
+            ScriptItem("risk_disclosure", "say", "risk disclosure", "Read the risk disclosure"),
+            ScriptItem("may_lose_money", "say", "you may lose money", "Say the customer may lose money"),
+            ScriptItem("cooling_off", "say", "cooling-off period", "Explain the cooling-off period"),
+            ScriptItem("understands_risk", "answer", "I understand the risk", "The customer understands the risk"),
+            ScriptItem("wants_to_buy", "answer", "I want to buy this fund", "The customer wants to buy"),
+        ],
+        authorisation="above", authorisation_field="amount", authorisation_above=50_000,
+        signature=True,
+        keywords=["investment", "fund", "wealth"],
+    ),
+}
+
+
+async def seed_definitions(definitions: ServiceDefinitions, audit: AuditChain, maker: str, checker: str) -> None:
+    """The demo services' definitions, proposed by one admin and approved by the other (maker-checker)."""
+    for code, definition in DEMO_DEFINITIONS.items():
+        if not await definitions.versions(code):
+            version = await definitions.propose(code, definition, maker)
+            await audit.append(maker, "service_definition.proposed", f"service:{code}",
+                               {"version": version.version, "definition": asdict(definition)})
+            await definitions.approve(code, version.version, checker)
+            await audit.append(checker, "service_definition.approved", f"service:{code}",
+                               {"version": version.version, "made_by": maker})
 
 
 @dataclass
@@ -68,5 +115,7 @@ async def seed_demo(directory: Directory) -> SeedResult:
         _, password = await directory.add_user(username, role, display_name=f"Demo {role} {username[-1]}",
                                                skills=skills.get(username))
         result.accounts.append((role, username, password))
+    admins = [u.id for u in await directory.list_users(role="admin")]
+    await seed_definitions(ServiceDefinitions(directory.engine), AuditChain(directory.engine), admins[0], admins[1])
     result.enrolment_code = await directory.create_enrolment_code(DEMO_BRANCH[0])
     return result

@@ -14,6 +14,7 @@ from cloudbank.platform.service import authenticate
 from cloudbank.platform.sessions import Sessions
 from cloudbank.platform.tokens import Claims
 from cloudbank.platform.validation import limit, read_json
+from cloudbank.platform.work_orders import WorkOrders
 
 routes = web.RouteTableDef()
 
@@ -118,6 +119,7 @@ async def wrapup(request: web.Request) -> web.Response:
     """Close the session with a disposition code; the teller is ready again (or not_ready)."""
     svc, claims, sid = await _caller(request, ("teller",))
     body = await read_json(request, WrapupBody)
+    await WorkOrders(request.app).check_wrapup(sid, claims, body.service_done)
     session = await svc.wrapup(sid, claims, body.disposition, body.notes, body.service_done, body.not_ready,
                                body.reason)
     return web.json_response({"session": session.public()})
