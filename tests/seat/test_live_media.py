@@ -1,9 +1,12 @@
-"""The teller's screen with the video node's live stages in the call: the customer speaks (espeak-ng
-Korean through the kiosk SDK's aiortc peer), the node's audio tap and vosk turn it into transcript
-lines on the teller's screen with the keyword's suggestion, and the snapshot button brings back a
-real snapshot. The node is composed here with `video.app.create_app(config, sinks=...)` using the
-video subsystem's own TranscriptSink and SnapshotTaker; the Korean model is the only one installable
-here, so the recogniser has a grammar of in-vocabulary words (see notes/vosk.md)."""
+"""The teller's screen with the video node's live stages in the call: the customer speaks through
+the kiosk SDK's aiortc peer, the node's audio tap and speech engine turn it into transcript lines on
+the teller's screen with the spotted phrase's service suggestion, and the snapshot button brings back
+a real snapshot.
+
+English first, as a new user meets it: `cloudbank up`'s own composition with nothing about speech
+configured (pocketsphinx, US English, the catalogue's phrases spotted), a festival WAV of a customer
+asking for a savings account. Then Korean vosk, which a bank may still choose: the node is composed
+with `video.app.create_app(config, sinks=...)` with a grammar of in-vocabulary words (notes/vosk.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from aiortc.contrib.media import MediaPlayer
 from playwright.async_api import Page, expect
@@ -29,6 +33,7 @@ from cloudbank.video.keywords import KeywordSpotter, rules_from_services
 from cloudbank.video.packets import KeyframeRequester, PacketSink
 from cloudbank.video.recorder import recording_folder
 from cloudbank.video.snapshot import SnapshotTaker
+from cloudbank.video.speech_synth import festival_pcm, write_pcm
 from cloudbank.video.transcript import TranscriptSink
 
 # The model loads in seconds and each call's recogniser warms up for longer: allow for it.
@@ -76,9 +81,13 @@ async def live(config: Config, seat_with: Any, tmp_path: Path) -> AsyncIterator[
         await redis.aclose()
 
 
-async def test_the_customers_speech_becomes_transcript_lines_and_a_snapshot_comes_back(
-        live: Any, page: Page, tmp_path: Path) -> None:
-    seat = live
+SAVINGS = "I would like to open a savings account."
+
+
+@contextlib.asynccontextmanager
+async def customer_call(seat: Any, page: Page, wav: Path) -> AsyncIterator[str]:
+    """A kiosk customer (the SDK's platform client and aiortc call) asks for deposits, the teller on
+    `page` accepts, and the kiosk joins the video playing `wav` as its microphone: the session id."""
     kiosk_client = PlatformClient(seat.url)
     await kiosk_client.enrol(await seat.enrolment_code(), "kiosk-live")
     stream = kiosk_client.events()
@@ -103,29 +112,12 @@ async def test_the_customers_speech_becomes_transcript_lines_and_a_snapshot_come
                 break
             await asyncio.sleep(0.1)
         session_id = started[0]["session"]["id"]
-        player = MediaPlayer(str(speech_file(tmp_path)))
+        player = MediaPlayer(str(wav))
         sources = MediaSources(player.audio, StampedVideoTrack(1), players=[player])
         call = await Call.for_session(kiosk_client, session_id, sources, ice_addresses=["127.0.0.1"])
         await call.join()
         await seat.wait_frames_rising(page)
-
-        final = page.get_by_test_id("transcript-final").filter(has_text="저축")
-        await expect(final).to_have_count(1, timeout=60_000)
-        await expect(final).to_have_attribute("data-speaker", "customer")
-        await expect(final.locator("mark")).to_have_text("저축")
-        await expect(page.get_by_test_id("keyword-suggest")).to_have_attribute("data-service", "deposit")
-        greeting = page.get_by_test_id("transcript-final").filter(has_text="안녕하세요")
-        await expect(greeting).to_have_count(1)
-
-        await page.get_by_test_id("snapshot").click()
-        shot = page.get_by_test_id("snapshot-item")
-        await expect(shot).to_have_count(1, timeout=15_000)
-        await expect(shot).to_contain_text("face(s) found")
-        img = shot.locator("img")
-        assert f"/video/snapshots/{session_id}/" in (await img.get_attribute("src") or "")
-        # The image loads: the node serves it to the teller with the call's join token.
-        await expect(img).to_have_js_property("complete", True)
-        assert await img.evaluate("i => i.naturalWidth") > 0
+        yield session_id
     finally:
         if call is not None:
             await call.leave()
@@ -137,3 +129,47 @@ async def test_the_customers_speech_becomes_transcript_lines_and_a_snapshot_come
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
         await kiosk_client.close()
+
+
+async def check_snapshot(page: Page, session_id: str) -> None:
+    await page.get_by_test_id("snapshot").click()
+    shot = page.get_by_test_id("snapshot-item")
+    await expect(shot).to_have_count(1, timeout=15_000)
+    await expect(shot).to_contain_text("face(s) found")
+    img = shot.locator("img")
+    assert f"/video/snapshots/{session_id}/" in (await img.get_attribute("src") or "")
+    # The image loads: the node serves it to the teller with the call's join token.
+    await expect(img).to_have_js_property("complete", True)
+    assert await img.evaluate("i => i.naturalWidth") > 0
+
+
+async def test_a_customer_speaking_english_to_a_default_deployment_is_shown_to_the_teller(
+        config: Config, seat_with: Any, page: Page, tmp_path: Path) -> None:
+    # As `cloudbank up` composes it, with nothing about speech configured: the node loads its default
+    # engine (pocketsphinx, US English) with the catalogue's phrases ("savings" suggests deposits).
+    silence = np.zeros(48000, np.int16)
+    wav = write_pcm(tmp_path / "customer.wav", np.concatenate(
+        [silence, festival_pcm(SAVINGS, tmp_path, "savings", 48000), silence, silence]), 48000)
+    async with (seat_with(config.with_(video_transcribe=True, asr_pool_size=1)) as seat,
+                customer_call(seat, page, wav) as session_id):
+        final = page.get_by_test_id("transcript-final").filter(has_text="savings")
+        await expect(final).to_have_count(1, timeout=60_000)
+        await expect(final).to_have_attribute("data-speaker", "customer")
+        await expect(final).to_contain_text("account")
+        await expect(final.locator("mark")).to_have_text("savings")
+        suggestion = page.get_by_test_id("keyword-suggest")
+        await expect(suggestion).to_have_attribute("data-service", "deposit")
+        await check_snapshot(page, session_id)
+
+
+async def test_a_customer_speaking_korean_to_a_vosk_node_is_shown_to_the_teller(
+        live: Any, page: Page, tmp_path: Path) -> None:
+    async with customer_call(live, page, speech_file(tmp_path)) as session_id:
+        final = page.get_by_test_id("transcript-final").filter(has_text="저축")
+        await expect(final).to_have_count(1, timeout=60_000)
+        await expect(final).to_have_attribute("data-speaker", "customer")
+        await expect(final.locator("mark")).to_have_text("저축")
+        await expect(page.get_by_test_id("keyword-suggest")).to_have_attribute("data-service", "deposit")
+        greeting = page.get_by_test_id("transcript-final").filter(has_text="안녕하세요")
+        await expect(greeting).to_have_count(1)
+        await check_snapshot(page, session_id)
