@@ -477,3 +477,12 @@ async def test_a_service_without_a_definition_has_no_work_order_and_wraps_up_as_
     await refused(await post(api, f"/sessions/{c.sid}/work_orders", c.teller, {}), 409, "no approved definition")
     assert (await post(api, f"/sessions/{c.sid}/end", c.teller)).status == 200
     await ok(await post(api, f"/sessions/{c.sid}/wrapup", c.teller, {"disposition": "done", "service_done": True}))
+
+
+def test_the_demo_scripts_teller_items_are_phrases_the_video_node_spots_from_the_teller() -> None:
+    """The video node raises `keyword` events for the catalogue's required phrases, said by the teller:
+    the seeded script's `say` items must be among them, or the demo's checklist could never tick."""
+    wealth = next(s for s in DEMO_SERVICES if s.code == "wealth")
+    assert wealth.dual_recording
+    said = {i.phrase for i in WEALTH.script if i.kind == "say"}
+    assert said and said <= set(wealth.required_phrases)
