@@ -73,6 +73,9 @@ export default {
   "offer.decline": "Decline",
   "offer.expired": "You missed a call, so you are now not ready.",
   "offer.gone": "That call is no longer available.",
+  "offer.wrapup_open": "The last call's wrap-up is not saved: accepting saves it as it stands (\"No outcome recorded\" if no outcome is chosen).",
+  "offer.wrapup_saved": "The last call's wrap-up was saved as \"{outcome}\".",
+  "offer.wrapup_failed": "The last call's wrap-up could not be saved, so the call was not accepted: {message}",
   "priority.normal": "Normal",
   "priority.vip": "VIP",
   "priority.elderly": "Elderly",
@@ -208,6 +211,7 @@ export default {
   "disposition.referred": "Referred to branch",
   "disposition.customer_left": "Customer left",
   "disposition.not_eligible": "Not eligible",
+  "disposition.no_outcome": "No outcome recorded",
   "disposition.technical": "Technical problem",
 
   "sup.title": "Supervisor",

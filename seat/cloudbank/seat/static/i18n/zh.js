@@ -73,6 +73,9 @@ export default {
   "offer.decline": "拒接",
   "offer.expired": "您错过了一个来电，现已置为未就绪。",
   "offer.gone": "该来电已不可用。",
+  "offer.wrapup_open": "上一通电话的话后处理尚未保存：接听将按当前内容保存（未选择结果时记为“未记录结果”）。",
+  "offer.wrapup_saved": "上一通电话的话后处理已保存为“{outcome}”。",
+  "offer.wrapup_failed": "上一通电话的话后处理无法保存，因此未接听此来电：{message}",
   "priority.normal": "普通",
   "priority.vip": "贵宾",
   "priority.elderly": "老年客户",
@@ -208,6 +211,7 @@ export default {
   "disposition.referred": "转介至网点",
   "disposition.customer_left": "客户已离开",
   "disposition.not_eligible": "不符合条件",
+  "disposition.no_outcome": "未记录结果",
   "disposition.technical": "技术问题",
 
   "sup.title": "主管",

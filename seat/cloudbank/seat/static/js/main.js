@@ -286,9 +286,26 @@ class SeatApp {
   }
 
   async accept(offer) {
-    const r = await this.api.post(`offers/${encodeURIComponent(offer.offer_id)}/accept`, {});
+    // The last call's wrap-up form is still open (its time ran out): saved first, never dropped.
+    let saved = null;
+    if (this.screen instanceof WrapupScreen) {
+      try {
+        saved = await this.screen.saveBeforeNextCall();
+      } catch (err) {
+        throw new Error(t("offer.wrapup_failed", { message: err.message }));
+      }
+      this.auth.remember("call", null);
+    }
+    let r;
+    try {
+      r = await this.api.post(`offers/${encodeURIComponent(offer.offer_id)}/accept`, {});
+    } catch (err) {
+      if (saved) await this.showHome();  // the wrap-up is saved: its form is done with
+      throw err;
+    }
     const session = { ...r.session, service_name: this.serviceName(r.session.service) };
     this.openCall({ session, video: r.video, started_at: Date.now() / 1000 });
+    if (saved) this.notice(t("offer.wrapup_saved", { outcome: label("disposition", saved) }));
   }
 
   async decline(offer) {
@@ -381,7 +398,8 @@ class SeatApp {
     const sessionId = ev.session_id || (ev.session && ev.session.id);
     switch (ev.type) {
       case "offer":
-        if (!this.currentSessionId()) this.offer.show({ ...ev, branch_name: this.branches[ev.branch], service_name: this.serviceName(ev.service) });
+        if (!this.currentSessionId()) this.offer.show({ ...ev, branch_name: this.branches[ev.branch], service_name: this.serviceName(ev.service),
+          open_wrapup: this.screen instanceof WrapupScreen });
         this.setMyState("offered");
         return;
       case "offer.expired":

@@ -57,6 +57,8 @@ export class OfferCard {
         h("dd", { testid: "offer-priority", class: `prio prio-${offer.priority || "normal"}` },
           label("priority", offer.priority || "normal")),
         h("dt", {}, t("offer.waited")), waited),
+      // The last call's wrap-up form is still open: say what accepting does with it.
+      offer.open_wrapup ? h("p", { class: "offer-wrapup", testid: "offer-wrapup-open" }, t("offer.wrapup_open")) : "",
       countdown, error,
       h("div", { class: "actions" }, accept, decline));
     card.addEventListener("keydown", (ev) => {

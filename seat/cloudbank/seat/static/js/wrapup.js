@@ -4,8 +4,13 @@
 // the teller ready again says so (the state comes from the console's TellerState, like the badge).
 import { h, fill } from "./dom.js";
 import { t, label } from "./i18n.js";
+import { ApiError } from "./api.js";
 
 export const DISPOSITIONS = ["resolved", "follow_up", "referred", "customer_left", "not_eligible", "technical"];
+/** What a wrap-up saved without a chosen outcome records (a next call was accepted first). */
+export const NO_OUTCOME = "no_outcome";
+/** Put ahead of the notes of a wrap-up saved that way, so the record says how it was closed. */
+export const AUTO_SAVED_NOTE = "[saved when the next call was accepted]";
 
 export class WrapupScreen {
   /**
@@ -87,6 +92,7 @@ export class WrapupScreen {
       }
     });
     fill(this.root, h("div", { class: "center" }, form));
+    this.fields = { code, notes, service };
     this.endedBy(this.call.ended_by);
     this.until = (this.call.ended_at || Date.now() / 1000) + this.wrapupSeconds;
     this.tick = () => {
@@ -111,6 +117,32 @@ export class WrapupScreen {
     this.tick();
     this.timer = setInterval(this.tick, 500);
     code.focus();
+  }
+
+  /**
+   * A new call is being accepted while this form is still open: the bank keeps a record of every
+   * call, so the form is saved as it stands instead of being dropped: the chosen outcome (else
+   * "no outcome recorded"), the notes marked as saved that way; the platform audits it like any
+   * wrap-up. Returns the disposition saved; throws when the platform refused (the form stays).
+   */
+  async saveBeforeNextCall() {
+    const { code, notes, service } = this.fields;
+    const s = this.call.session;
+    const chosen = code.value;
+    const other = chosen && service.value && service.value !== s.service ? `[service: ${service.value}] ` : "";
+    const text = `${AUTO_SAVED_NOTE} ${other}${notes.value.trim()}`.trim().slice(0, 4000);
+    try {
+      await this.api.post(`sessions/${encodeURIComponent(s.id)}/wrapup`, {
+        disposition: chosen || NO_OUTCOME, notes: text, service_done: Boolean(chosen) && service.value !== "",
+        not_ready: false,
+      });
+    } catch (err) {
+      // Closed already (wrapped up from another window): nothing is lost.
+      const closed = err instanceof ApiError && err.status === 409 && err.body.state === "closed";
+      if (!closed) throw err;
+    }
+    this.destroy();
+    return chosen || NO_OUTCOME;
   }
 
   /** The queue's own wrap-up end (epoch seconds), from the platform's view of the teller. */
