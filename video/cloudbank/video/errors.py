@@ -10,6 +10,7 @@
             ├── BadSdp              an offer aiortc cannot parse or that does not fit the party
             ├── RoomFull            a second customer or teller (another client) in a 1:1 room
             ├── Draining            the node takes no new calls (it is shutting down)
+            ├── NotAllowed          a supervisor's talk (whisper, barge-in) the platform did not allow
             ├── Flooding            too many messages too fast
             ├── IceTimeout          the client never completed ICE/DTLS
             └── Replaced            the same party joined again on another connection
@@ -52,6 +53,10 @@ class BadSdp(SignallingError):
 
 class RoomFull(SignallingError):
     code = "room_full"
+
+
+class NotAllowed(SignallingError):
+    code = "not_allowed"
 
 
 class Draining(SignallingError):

@@ -1,10 +1,15 @@
 """One room per call session: the parties' peer connections on this node and the packets between them.
 
-Parties: customer and teller (1:1, each sends and receives audio+video) and supervisors (receive
-only: audio+video of the customer, then of the teller). A second customer or teller is refused
-unless it is the same client (token `sub`) rejoining: then its new peer connection replaces the
-old one and the other party's media keeps flowing without renegotiation (the node's senders keep
-their SSRCs and continue their sequence numbers, see forwarding.StreamRewriter).
+Parties: customer and teller (1:1, each sends and receives audio+video) and supervisors (they
+receive audio+video of the customer, then of the teller). A supervisor may also offer a fifth,
+sendonly audio section (their microphone): the node drops its packets until the platform allowed a
+whisper (forwarded to the teller only) or a barge-in (teller and customer), see `Member.talk`. A
+teller or customer that offers a third, recvonly audio section receives that voice on it.
+
+A second customer or teller is refused unless it is the same client (token `sub`) rejoining: then
+its new peer connection replaces the old one and the other party's media keeps flowing without
+renegotiation (the node's senders keep their SSRCs and continue their sequence numbers, see
+forwarding.StreamRewriter).
 
 Packets from a party go, as they arrive, to the room's sinks (recorder, audio tap, snapshot; see
 packets.py) and then to every other member's sender for that party and kind.
@@ -26,7 +31,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 
-from cloudbank.video.errors import BadSdp, RoomFull, SignallingError
+from cloudbank.video.errors import BadSdp, NotAllowed, RoomFull, SignallingError
 from cloudbank.video.forwarding import ReceiveTap, SendPort, add_forwarding_transceiver
 from cloudbank.video.packets import KeyframeRequester, Kind, PacketSink, Party, TrackInfo
 
@@ -35,7 +40,10 @@ log = logging.getLogger("cloudbank.video.room")
 PARTIES: tuple[Party, ...] = ("customer", "teller", "supervisor")
 TALKERS: tuple[Party, ...] = ("customer", "teller")
 MAX_SUPERVISORS = 3
-MAX_SDP_MEDIA = 4
+MAX_SDP_MEDIA = 5
+TALK_MODES = ("off", "whisper", "barge")
+# Who hears a supervisor in each talk mode.
+HEARERS: dict[str, tuple[Party, ...]] = {"off": (), "whisper": ("teller",), "barge": ("teller", "customer")}
 MAX_SDP_CANDIDATES = 64
 
 # Given a session id and a way to ask a party for a keyframe, make one of the room's sinks.
@@ -63,14 +71,20 @@ class Member:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     tracks: dict[tuple[int, int], TrackInfo] = field(default_factory=dict)
+    # A supervisor's microphone: "off" (dropped), "whisper" (to the teller) or "barge" (to both).
+    talk: str = "off"
 
     @property
     def key(self) -> str:
         return self.party if self.party != "supervisor" else f"supervisor:{self.sub}"
 
 
-def check_offer(sdp: str, party: Party) -> None:
-    """Refuse an offer that aiortc cannot parse or that does not fit the party (BadSdp)."""
+def check_offer(sdp: str, party: Party) -> bool:
+    """Refuse an offer that aiortc cannot parse or that does not fit the party (BadSdp).
+
+    True when it has the extra audio section: a supervisor's microphone (sendonly), or a
+    talker's section for a supervisor's voice (recvonly).
+    """
     try:
         description = SessionDescription.parse(sdp)
     except Exception as exc:  # noqa: BLE001 - aiortc's parser raises whatever it trips on
@@ -79,22 +93,33 @@ def check_offer(sdp: str, party: Party) -> None:
     kinds = [m.kind for m in media]
     if not media or len(media) > MAX_SDP_MEDIA or any(k not in ("audio", "video") for k in kinds):
         raise BadSdp("the offer must have audio and video sections only (no data channels)")
+    extra = False
     if party == "supervisor":
-        if kinds not in (["audio", "video"], ["audio", "video", "audio", "video"]):
-            raise BadSdp("a supervisor offers recvonly audio+video for the customer, then the teller")
-        if any(m.direction not in ("recvonly", "inactive") for m in media):
-            raise BadSdp("a supervisor only receives: offer recvonly transceivers")
+        extra = kinds == ["audio", "video", "audio", "video", "audio"]
+        if kinds not in (["audio", "video"], ["audio", "video", "audio", "video"]) and not extra:
+            raise BadSdp("a supervisor offers recvonly audio+video for the customer, then the teller, "
+                         "then optionally a sendonly audio section (their microphone)")
+        watched = media[:4]
+        if any(m.direction not in ("recvonly", "inactive") for m in watched):
+            raise BadSdp("a supervisor receives the parties: offer recvonly transceivers for them")
+        if extra and media[4].direction not in ("sendonly", "inactive"):
+            raise BadSdp("a supervisor's microphone section is sendonly")
     else:
-        if sorted(kinds) != ["audio", "video"]:
-            raise BadSdp("offer one audio and one video section")
-        if any(m.direction not in ("sendrecv", "sendonly") for m in media):
+        extra = len(kinds) == 3 and kinds[2] == "audio"
+        if sorted(kinds[:2]) != ["audio", "video"] or len(kinds) > 2 and not extra:
+            raise BadSdp("offer one audio and one video section (and optionally a recvonly audio section "
+                         "for a supervisor's voice)")
+        if any(m.direction not in ("sendrecv", "sendonly") for m in media[:2]):
             raise BadSdp("the customer and the teller send audio and video: offer sendrecv")
+        if extra and media[2].direction not in ("recvonly", "inactive"):
+            raise BadSdp("the section for a supervisor's voice is recvonly")
     if sum(len(m.ice_candidates) for m in media) > MAX_SDP_CANDIDATES:
         raise BadSdp(f"the offer has more than {MAX_SDP_CANDIDATES} ICE candidates")
     for m in media:
         ice = m.ice
         if ice is None or not ice.usernameFragment or not ice.password or m.dtls is None or not m.dtls.fingerprints:
             raise BadSdp("the offer lacks ICE credentials or a DTLS fingerprint")
+    return extra
 
 
 class Room:
@@ -146,12 +171,12 @@ class Room:
         A rejoin replaces the party's previous member only once the new offer has been answered,
         so a bad rejoin never breaks a working call.
         """
-        check_offer(offer_sdp, party)
+        extra = check_offer(offer_sdp, party)
         self.admit(party, sub)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         member = Member(party=party, sub=sub, pc=pc, notify=notify, kick=kick)
         try:
-            self._build(member)
+            self._build(member, extra)
             if self.prepare_peer is not None:
                 self.prepare_peer(pc)
             try:
@@ -186,6 +211,8 @@ class Room:
                 del self.members[member.key]
         await self._drop(member)
         if current:
+            if member.talk != "off":
+                await self._tell_hearers(member.talk, {"type": "talk", "mode": "off"})
             await self._tell_others(member, {"type": "peer.left", "party": member.party})
             if not self.members and not self.sockets:
                 await self.close()
@@ -218,8 +245,38 @@ class Room:
                 with contextlib.suppress(Exception):
                     await m.notify(message)
 
+    async def _tell_hearers(self, mode: str, message: dict[str, Any]) -> None:
+        for party in HEARERS.get(mode, ()):
+            m = self.members.get(party)
+            if m is not None:
+                with contextlib.suppress(Exception):
+                    await m.notify(message)
+
+    def talking(self) -> Member | None:
+        """The supervisor whose microphone is on (one at a time), if any."""
+        return next((m for m in self.members.values() if m.party == "supervisor" and m.talk != "off"), None)
+
+    async def set_talk(self, member: Member, mode: str) -> None:
+        """Turn a supervisor's microphone to `mode` (the platform allowed it); tells who hears it."""
+        if mode not in TALK_MODES:
+            raise ValueError(mode)
+        speaking = self.talking()
+        if mode != "off" and speaking is not None and speaking is not member:
+            raise NotAllowed("another supervisor is speaking in this call")
+        before, member.talk = member.talk, mode
+        if before == mode:
+            return
+        # Who stops hearing is told "off"; who starts hearing (or hears it differently) the new mode.
+        stopped = [p for p in HEARERS[before] if p not in HEARERS[mode]]
+        for party in stopped:
+            m = self.members.get(party)
+            if m is not None:
+                with contextlib.suppress(Exception):
+                    await m.notify({"type": "talk", "mode": "off"})
+        await self._tell_hearers(mode, {"type": "talk", "mode": mode})
+
     # --- media -------------------------------------------------------------------------------
-    def _build(self, member: Member) -> None:
+    def _build(self, member: Member, extra: bool = False) -> None:
         """Transceivers, taps and ports of a new member's peer connection, before the offer."""
         pc = member.pc
         if member.party == "supervisor":
@@ -227,11 +284,17 @@ class Room:
                 for kind in cast(tuple[Kind, ...], ("audio", "video")):
                     t = add_forwarding_transceiver(pc, kind, "sendonly", self.video_mime)
                     member.ports[(source, kind)] = self._port(t.sender, source)
+            if extra:  # the supervisor's microphone
+                t = add_forwarding_transceiver(pc, "audio", "recvonly", self.video_mime)
+                member.taps["audio"] = ReceiveTap(t.receiver, self._receiver_for(member, "audio"))
             return
         for kind in cast(tuple[Kind, ...], ("audio", "video")):
             t = add_forwarding_transceiver(pc, kind, "sendrecv", self.video_mime)
             member.ports[(other(member.party), kind)] = self._port(t.sender, other(member.party))
             member.taps[kind] = ReceiveTap(t.receiver, self._receiver_for(member, kind))
+        if extra:  # a supervisor's voice, when one whispers or barges in
+            t = add_forwarding_transceiver(pc, "audio", "sendonly", self.video_mime)
+            member.ports[("supervisor", "audio")] = self._port(t.sender, "supervisor")
 
     def _port(self, sender: Any, source: Party) -> SendPort:
         # A viewer that loses a picture (PLI/FIR), or just started, needs a keyframe from the source.
@@ -243,6 +306,11 @@ class Room:
         async def on_packet(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
             if self.members.get(member.key) is not member:
                 return  # replaced by a rejoin: its late packets go nowhere
+            hearers: tuple[Party, ...] | None = None
+            if member.party == "supervisor":
+                hearers = HEARERS.get(member.talk, ())
+                if not hearers:
+                    return  # a microphone the platform has not allowed is neither heard nor recorded
             info = member.tracks.get((packet.ssrc, packet.payload_type))
             if info is None:
                 info = TrackInfo(session_id=self.session_id, party=member.party, kind=kind,
@@ -257,7 +325,7 @@ class Room:
                     log.exception("room %s: a sink failed on a packet", self.session_id)
             for m in list(self.members.values()):
                 port = m.ports.get((member.party, kind))
-                if port is not None and m is not member:
+                if port is not None and m is not member and (hearers is None or m.party in hearers):
                     await port.forward(packet)
 
         return on_packet

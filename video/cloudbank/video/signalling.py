@@ -24,19 +24,21 @@ from aiortc.sdp import candidate_from_sdp
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden
 from cloudbank.platform.events import ended_key
 from cloudbank.platform.service import CONFIG, REDIS, authenticate
+from cloudbank.platform.talk import talk_key
 from cloudbank.platform.validation import limit, parse
 from cloudbank.video.errors import (
     BadMessage,
     Draining,
     Flooding,
     IceTimeout,
+    NotAllowed,
     RoomFull,
     SignallingError,
 )
 from cloudbank.video.ice import ice_servers
 from cloudbank.video.packets import Party
 from cloudbank.video.registry import NODE_ID, REGISTRY
-from cloudbank.video.room import PARTIES, ROOMS, Member, Room
+from cloudbank.video.room import HEARERS, PARTIES, ROOMS, Member, Room
 
 log = logging.getLogger("cloudbank.video.signalling")
 
@@ -66,6 +68,14 @@ class CandidateBody:
 class CandidateMessage:
     type: Literal["candidate"]
     candidate: CandidateBody | None = None
+
+
+@dataclass(frozen=True)
+class Talk:
+    """A supervisor's microphone: on to the teller (whisper), to both (barge) or off."""
+
+    type: Literal["talk"]
+    mode: Literal["off", "whisper", "barge"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,7 @@ async def video_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     room = rooms.open(session_id)
     connection = Connection(ws, room, cast(Party, party), claims.sub, app[CONFIG].video_ice_timeout_s)
+    connection.redis = app[REDIS]
     servers = ice_servers(app[CONFIG], claims.sub)
     app[REGISTRY].changed()
     try:
@@ -134,6 +145,7 @@ class Connection:
         self._watchdog: asyncio.Task[None] | None = None
         self._main: asyncio.Task[Any] | None = None
         self._fatal: SignallingError | None = None
+        self.redis: Any = None  # where the platform says whether this supervisor may talk
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.ws.closed:
@@ -228,13 +240,15 @@ class Connection:
                 await self._offer(parse(Offer, data))
             elif kind == "candidate":
                 await self._candidate(parse(CandidateMessage, data))
+            elif kind == "talk":
+                await self._talk(parse(Talk, data))
             elif kind in ("snapshot", "leave"):
                 parse(Simple, data)
                 if kind == "leave":
                     return "leave"
                 await self._snapshot()
             else:
-                raise BadMessage("unknown message type; expected offer, candidate, snapshot or leave")
+                raise BadMessage("unknown message type; expected offer, candidate, talk, snapshot or leave")
         except BadRequest as exc:
             raise BadMessage(exc.message) from None
         return str(kind)
@@ -244,6 +258,9 @@ class Connection:
             raise BadMessage("this connection already has a peer connection; to start over, join again")
         self.member, answer = await self.room.join(self.party, self.sub, offer.sdp, self.send, self.kick)
         await self.send({"type": "answer", "sdp": answer})
+        speaking = self.room.talking()
+        if speaking is not None and self.party in HEARERS[speaking.talk]:
+            await self.send({"type": "talk", "mode": speaking.talk})  # a rejoin hears it still
         pending, self.pending = self.pending, []
         for c in pending:
             await self._add_candidate(c)
@@ -278,6 +295,22 @@ class Connection:
             await self.member.pc.addIceCandidate(candidate)
         except Exception as exc:  # noqa: BLE001
             raise BadMessage(f"the candidate was refused ({type(exc).__name__})") from None
+
+    async def _talk(self, message: Talk) -> None:
+        """Turn this supervisor's microphone on or off; on only as far as the platform allowed it."""
+        if self.party != "supervisor":
+            raise NotAllowed("only a monitoring supervisor can whisper or barge in")
+        member = self.member
+        if member is None or "audio" not in member.taps:
+            raise BadMessage("offer a sendonly audio section (your microphone) before you talk")
+        if message.mode != "off":
+            allowed = await self.redis.get(talk_key(self.room.session_id, self.sub)) if self.redis else None
+            allowed = allowed.decode() if isinstance(allowed, bytes) else allowed
+            if allowed != message.mode:
+                raise NotAllowed(f"the platform has not allowed you to {message.mode} in this call; "
+                                 f"ask it first (POST sessions/<id>/talk)")
+        await self.room.set_talk(member, message.mode)
+        await self.send({"type": "talk", "mode": message.mode})
 
     async def _snapshot(self) -> None:
         if self.party != "teller":

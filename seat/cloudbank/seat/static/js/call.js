@@ -49,6 +49,7 @@ export class CallScreen {
     this.snapshots = new Map();   // url -> the snapshot message, to show again after a re-render
     this.activated = false;
     this.linkState = "connecting";
+    this.talkMode = "off";        // a monitoring supervisor's whisper or barge-in, as the node says
     this.lastProblem = null;
     // The call log as translation keys, so a language switch re-renders it and a reload keeps it.
     this.call.log = Array.isArray(call.log) ? call.log.slice(-LOG_KEEP) : [];
@@ -56,6 +57,7 @@ export class CallScreen {
 
   async start() {
     this.remote = h("video", { class: "remote", testid: "remote-video", autoplay: true, playsinline: true });
+    this.supervisorAudio = h("audio", { testid: "supervisor-audio", autoplay: true });
     this.local = h("video", { class: "local", testid: "local-video", autoplay: true, playsinline: true, muted: true });
     this.local.muted = true;
     this.render();
@@ -73,8 +75,13 @@ export class CallScreen {
     this.remoteStream = new MediaStream();
     this.remote.srcObject = this.remoteStream;
     this.link = new VideoLink({
-      video: this.call.video, mode: "send", localStream: this.stream,
-      onTrack: (track) => {
+      video: this.call.video, mode: "send", localStream: this.stream, supervisorVoice: true,
+      onTrack: (track, index) => {
+        if (index === 2) { // a supervisor's voice: heard by the teller alone, never mixed into the customer's
+          this.supervisorAudio.srcObject = new MediaStream([track]);
+          this.supervisorAudio.play().catch(() => {});
+          return;
+        }
         for (const old of this.remoteStream.getTracks().filter((x) => x.kind === track.kind)) this.remoteStream.removeTrack(old);
         this.remoteStream.addTrack(track);
         this.remote.play().catch(() => {});
@@ -94,6 +101,8 @@ export class CallScreen {
     this.remote.setAttribute("aria-label", t("call.customer"));
     this.local.setAttribute("aria-label", t("call.me"));
     this.status = h("p", { class: "call-status", testid: "call-status", role: "status" });
+    this.talkBanner = h("p", { class: "hold-banner talk-banner", testid: "supervisor-talking", role: "status" });
+    this.showTalk();
     this.problem = new MediaProblem(() => this.retryMedia());
     this.timer = h("span", { class: "timer", testid: "call-timer", "aria-label": t("call.timer") },
       clock(Date.now() / 1000 - this.startedAt));
@@ -129,8 +138,8 @@ export class CallScreen {
         h("div", { class: "call-head" },
           h("h1", { id: "call-title" }, t("call.title"), " · ", h("span", { testid: "call-service" }, s.service_name || s.service || "")),
           this.timer),
-        h("div", { class: "videos" }, this.remote, this.local),
-        this.status, this.problem.el, this.qualityEl,
+        h("div", { class: "videos" }, this.remote, this.local, this.supervisorAudio),
+        this.talkBanner, this.status, this.problem.el, this.qualityEl,
         h("div", { class: "toolbar", role: "toolbar", "aria-label": t("call.title") },
           this.muteBtn, this.camBtn, this.holdBtn, this.snapBtn,
           action("push-form", "call.push_form"), action("push-document", "call.push_document"),
@@ -236,8 +245,20 @@ export class CallScreen {
     if (this.link) this.link.moveTo(video);
   }
 
+  /** "Supervisor is whispering" (or has joined the call) while a monitoring supervisor speaks. */
+  showTalk() {
+    if (!this.talkBanner) return;
+    const on = this.talkMode === "whisper" || this.talkMode === "barge";
+    this.talkBanner.hidden = !on;
+    this.talkBanner.dataset.mode = this.talkMode;
+    this.talkBanner.textContent = on ? t(this.talkMode === "whisper" ? "call.supervisor_whispering" : "call.supervisor_joined") : "";
+  }
+
   signal(msg) {
-    if (msg.type === "snapshot") this.addSnapshot(msg);
+    if (msg.type === "talk") {
+      this.talkMode = msg.mode;
+      this.showTalk();
+    } else if (msg.type === "snapshot") this.addSnapshot(msg);
     else if (msg.type === "peer.left" && msg.party === "customer") {
       this.note("call.customer_left", {}, "warn");
       this.customerPresent("left");

@@ -34,14 +34,21 @@ export class VideoLink {
   /**
    * video: {url, token, ice_servers}; mode: "send" (teller: sendrecv audio+video from
    * localStream) or "monitor" (supervisor: recvonly audio+video for the customer, then the teller).
-   * onTrack(track, index): index of the transceiver (monitor: 0,1 customer; 2,3 teller).
+   * onTrack(track, index): index of the transceiver (monitor: 0,1 customer; 2,3 teller; send:
+   * 0,1 the other party, 2 a supervisor's voice when `supervisorVoice`).
+   * supervisorVoice (send): also offer a recvonly audio section, where a supervisor's whisper or
+   * barge-in arrives. A monitor always offers a sendonly audio section, silent until
+   * setMicrophone(track) (the supervisor's whisper or barge-in, docs/protocol.md).
    * onStatus("connecting"|"connected"|"reconnecting"|"closed"); onMessage(msg) for other messages.
    * refresh(): a promise of a fresh `video` when the node refuses the token.
    * onProblem({reason, stats, nodeError, attempt, max, gaveUp}): an attempt failed (status
    * "reconnecting"), or the link gave up (status "failed") until retry().
    */
-  constructor({ video, mode = "send", localStream = null, onTrack, onStatus, onMessage, refresh, onProblem }) {
+  constructor({ video, mode = "send", localStream = null, onTrack, onStatus, onMessage, refresh, onProblem,
+    supervisorVoice = false }) {
     this.video = video;
+    this.supervisorVoice = supervisorVoice;
+    this.micTrack = null;
     this.mode = mode;
     this.localStream = localStream;
     this.onTrack = onTrack || (() => {});
@@ -101,6 +108,8 @@ export class VideoLink {
         pc.addTransceiver("audio", { direction: "recvonly" });
         pc.addTransceiver("video", { direction: "recvonly" });
       }
+      // The supervisor's microphone: sends nothing until setMicrophone() (no renegotiation then).
+      pc.addTransceiver(this.micTrack || "audio", { direction: "sendonly" });
     } else if (this.localStream) {
       const audio = this.localStream.getAudioTracks()[0];
       const video = this.localStream.getVideoTracks()[0];
@@ -110,6 +119,7 @@ export class VideoLink {
       pc.addTransceiver("audio", { direction: "sendrecv" });
       pc.addTransceiver("video", { direction: "sendrecv" });
     }
+    if (this.mode !== "monitor" && this.supervisorVoice) pc.addTransceiver("audio", { direction: "recvonly" });
     pc.ontrack = (ev) => {
       const index = pc.getTransceivers().indexOf(ev.transceiver);
       this.onTrack(ev.track, index);
@@ -179,6 +189,13 @@ export class VideoLink {
       if (!opened) this.needFreshToken = true;
       this.scheduleRejoin();
     };
+  }
+
+  /** A monitor's microphone track (null: silent); kept across rejoins. */
+  async setMicrophone(track) {
+    this.micTrack = track;
+    const t = this.pc && this.pc.getTransceivers()[4];
+    if (t) await t.sender.replaceTrack(track);
   }
 
   /** Wait until ICE gathering completes (candidates go inside the offer), at most a moment. */

@@ -7,6 +7,7 @@ import { t, language } from "./i18n.js";
 import { labelColumns } from "./table_labels.js";
 import { renderWallboard } from "./wallboard.js";
 import { VideoLink } from "./rtc.js";
+import { TalkControl } from "./talk_control.js";
 import { QualityMeter } from "./quality.js";
 import { IdCards } from "./id_cards.js";
 import { Transcript } from "./transcript.js";
@@ -118,6 +119,7 @@ export class SupervisorScreen {
     const status = h("p", { testid: "monitor-status", role: "status" }, t("call.connecting"));
     const quality = h("p", { class: "quality", testid: "monitor-quality" });
     const stop = h("button", { type: "button", testid: "monitor-stop", onclick: () => this.stopMonitor() }, t("sup.stop_monitor"));
+    const talkSlot = h("span", { class: "talk-slot" });
     const idCards = new IdCards(this.api, {
       onError: (message) => { this.error.textContent = t("call.id_card_failed", { message }); },
     });
@@ -128,7 +130,7 @@ export class SupervisorScreen {
     fill(this.monitorEl, h("div", { class: "card monitor-view", testid: "monitor", "data-session": sessionId,
       "aria-labelledby": "monitor-title" },
     h("div", { class: "monitor-head" },
-      h("h2", { id: "monitor-title" }, t("sup.monitoring"), who ? ` — ${who}` : ""), stop),
+      h("h2", { id: "monitor-title" }, t("sup.monitoring"), who ? ` — ${who}` : ""), talkSlot, stop),
     h("div", { class: "monitor-body" },
       h("div", { class: "videos two" },
         // Captioned: two similar pictures side by side do not say who is who.
@@ -144,13 +146,21 @@ export class SupervisorScreen {
         stream.addTrack(track);
         (index < 2 ? customer : teller).play().catch(() => {});
       },
+      onMessage: (msg) => {
+        if (msg.type === "error" && msg.code === "not_allowed" && this.monitor) this.monitor.talk.refused(msg.message);
+        if (msg.type === "answer" && this.monitor) this.monitor.talk.resend();
+      },
       onStatus: (st) => { status.dataset.state = st; status.textContent = t(st === "connected" ? "call.connected" : st === "closed" ? "call.ended" : "call.connecting"); },
       refresh: async () => (await this.api.post(`sessions/${encodeURIComponent(sessionId)}/monitor`, {})).video,
     });
+    const talk = new TalkControl(this.api, sessionId, link, {
+      onError: (message) => { this.error.textContent = t("error.generic", { message }); },
+    });
+    talkSlot.append(talk.el);
     link.start();
     // Live lines wait in `backlog` until the call's history is in, so the transcript stays in order.
     this.monitor = { link, meter: new QualityMeter(() => link.pc, quality, [customer, teller]), sessionId, idCards,
-      transcript, backlog: [] };
+      transcript, backlog: [], talk };
     this.loadHistory(this.monitor);
     this.monitorEl.scrollIntoView({ block: "nearest" });
     stop.focus({ preventScroll: true });
@@ -183,6 +193,7 @@ export class SupervisorScreen {
   stopMonitor() {
     if (!this.monitor) return;
     this.monitor.meter.stop();
+    this.monitor.talk.destroy();
     this.monitor.link.close();
     this.monitor.idCards.destroy();
     this.monitor = null;
