@@ -50,3 +50,24 @@ async def test_shots(seat: Any, page: Page, second_page: Page, kiosk: Any) -> No
     await page.get_by_test_id("end-call").click()
     await expect(page.get_by_test_id("wrapup")).to_be_visible()
     await shoot(page, "wrapup")
+
+
+async def test_shots_offer_over_open_wrapup(seat: Any, page: Page, kiosk: Any) -> None:
+    """An offer ringing while the last call's wrap-up form is open (before: the console of the
+    commit before the fix, served from /tmp/old_<name>.js by the caller)."""
+    if PHASE == "before":
+        def old(name: str) -> Any:
+            return lambda r: r.fulfill(path=f"/tmp/old_{name}.js", content_type="text/javascript")
+        for name in ("main", "offer", "wrapup"):
+            await page.route(f"**/js/{name}.js", old(name))
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    await seat.accept_offer(page, kiosk, join=False)
+    await page.get_by_test_id("end-call").click()
+    await expect(page.get_by_test_id("wrapup-time-left")).to_have_attribute("data-over", "true", timeout=10_000)
+    await kiosk.client.create_ticket("deposit")
+    await expect(page.get_by_test_id("offer")).to_be_visible()
+    for w, h in ((1366, 768), (390, 844)):
+        await page.set_viewport_size({"width": w, "height": h})
+        await page.wait_for_timeout(300)
+        await page.screenshot(path=str(OUT / f"seat-offer_over_wrapup-{PHASE}-{w}.png"))
