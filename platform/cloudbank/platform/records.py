@@ -259,6 +259,19 @@ work_orders = sa.Table(
     sa.Index("ix_work_orders_session", "session_id"),
 )
 
+# Satisfaction ratings (cloudbank.platform.ratings): the customer's 1-5 score of a call, one per session (v8).
+ratings = sa.Table(
+    "ratings", metadata,
+    sa.Column("session_id", sa.String(36), primary_key=True),
+    sa.Column("service", sa.String(64), nullable=False),
+    sa.Column("teller_id", sa.String(36), nullable=False),
+    sa.Column("customer", sa.String(128), nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    _ts(),
+    sa.Index("ix_ratings_created_at", "created_at"),
+)
+
 GENESIS_HASH = "0" * 64
 
 
@@ -304,8 +317,13 @@ def _v7_work_orders(conn: Connection) -> None:
     metadata.create_all(conn, tables=[service_definitions, work_orders])
 
 
+def _v8_ratings(conn: Connection) -> None:
+    """Customers' satisfaction ratings of their calls."""
+    metadata.create_all(conn, tables=[ratings])
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5_recordings_missing,
-                                                  _v6_service_names, _v7_work_orders]
+                                                  _v6_service_names, _v7_work_orders, _v8_ratings]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
