@@ -9,7 +9,6 @@ did not allow."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -23,8 +22,6 @@ from cloudbank.platform.records import audit_log, create_engine
 from cloudbank.video.recorder import recording_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
-SHOTS = Path(__file__).resolve().parents[2] / "docs/screenshots/issue-14"
-SHOT_PHASE = os.environ.get("SHOT_PHASE")  # before|after: also save the screens (docs/screenshots)
 
 # The teller page's second inbound audio track (transceiver 2: the supervisor's voice).
 WHISPER_STATS = """async () => {
@@ -44,16 +41,6 @@ TELLER_SENT = """async () => {
   });
   return sent;
 }"""
-
-
-async def shoot(page: Page, name: str) -> None:
-    if not SHOT_PHASE:
-        return
-    for w, h in ((1366, 768), (390, 844)):
-        await page.set_viewport_size({"width": w, "height": h})
-        await page.wait_for_timeout(400)
-        await page.screenshot(path=str(SHOTS / f"7-{name}-{SHOT_PHASE}-{w}.png"))
-    await page.set_viewport_size({"width": 1366, "height": 768})
 
 
 class PacketLog:
@@ -128,8 +115,6 @@ async def test_a_supervisor_whispers_to_the_teller_and_the_customer_hears_none_o
     await expect(whisper).to_have_accessible_name("Whisper")
     await expect(sup.get_by_test_id("barge-in")).to_have_accessible_name("Barge in")
     await expect(page.get_by_test_id("supervisor-talking")).to_be_hidden()
-    await shoot(page, "teller_call")
-    await shoot(sup, "monitor")
     # Monitoring alone: the teller's section for a supervisor's voice is up, and silent.
     before = await page.evaluate(WHISPER_STATS)
     assert before["direction"] == "recvonly" and before["packets"] == 0
@@ -145,8 +130,6 @@ async def test_a_supervisor_whispers_to_the_teller_and_the_customer_hears_none_o
     teller_sent_start = await page.evaluate(TELLER_SENT)
     second = await until(lambda: _rising(page, first["packets"] + 50))
     assert second["packets"] >= first["packets"] + 50 and second["energy"] > first["energy"]
-    await shoot(page, "teller_call_whisper")
-    await shoot(sup, "monitor_whisper")
 
     # The customer: packets only on the node's two streams for the teller (audio; video and its RTX),
     # and as many audio packets as the teller sent, not the teller's and the supervisor's together.
