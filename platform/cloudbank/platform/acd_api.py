@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from cloudbank.platform import metrics, sessions
+from cloudbank.platform import metrics, ratings, sessions
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
@@ -247,7 +247,8 @@ async def wallboard_body(app: web.Application) -> dict[str, Any]:
                                service_level_s=config.service_level_s)
     for code, q in snap["queues"].items():
         q["metrics"] = computed.get(code, metrics.QueueMetrics()).public()
-    return {**snap, "window_s": config.metrics_window_s, "service_level_s": config.service_level_s}
+    csat = await ratings.summary(app, now - config.metrics_window_s, now)  # per queue and per teller
+    return {**snap, "window_s": config.metrics_window_s, "service_level_s": config.service_level_s, "csat": csat}
 
 
 class WallboardFeed:
@@ -320,5 +321,6 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
     computed = {code: metrics.QueueMetrics(**{k: v for k, v in q["metrics"].items()})
                 for code, q in body["queues"].items()}
     text = metrics.prometheus(computed, body, request.app[CONFIG].metrics_window_s)
+    text += ratings.prometheus(body["csat"], request.app[CONFIG].metrics_window_s)
     return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"Cache-Control": "no-store"})

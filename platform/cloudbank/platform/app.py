@@ -11,11 +11,13 @@ from cloudbank.platform import (
     events_api,
     floor,
     id_cards,
+    id_check,
     identity_api,
     matcher,
     openapi,
     phone_auth,
     pushes,
+    ratings,
     service_definitions,
     session_history,
     sessions,
@@ -37,6 +39,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(sessions_api.routes)
     app.add_routes(talk.routes)
     app.add_routes(id_cards.routes)
+    id_check.setup(app)  # routes, and the face matcher made on first use
     app.add_routes(pushes.routes)
     app.add_routes(session_history.routes)
     app.add_routes(authorisations.routes)
@@ -45,6 +48,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(acd_api.routes)
     app.add_routes(service_definitions.routes)
     app.add_routes(work_orders.routes)
+    app.add_routes(ratings.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis
     app.cleanup_ctx.append(sessions.node_watch_ctx)  # moves calls off video nodes that die
     # config.otp_sender has one choice today ("file"); an SMS gateway would be picked here.
