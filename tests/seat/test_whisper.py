@@ -59,16 +59,15 @@ class PacketLog:
         transport._handle_rtp_data = handle
 
 
-def answer_ssrcs(sdp: str) -> dict[str, set[int]]:
-    """The node's sending SSRCs per m-section kind, from the answer it gave."""
-    out: dict[str, set[int]] = {}
-    kind = ""
+def answer_ssrcs(sdp: str) -> list[set[int]]:
+    """The node's sending SSRCs per m-section, in order, from the answer it gave."""
+    out: list[set[int]] = []
     for line in sdp.splitlines():
         if line.startswith("m="):
-            kind = line[2:].split()[0]
+            out.append(set())
         m = re.match(r"a=ssrc:(\d+) ", line)
         if m:
-            out.setdefault(kind, set()).add(int(m.group(1)))
+            out[-1].add(int(m.group(1)))
     return out
 
 
@@ -132,10 +131,13 @@ async def test_a_supervisor_whispers_to_the_teller_and_the_customer_hears_none_o
     assert second["packets"] >= first["packets"] + 50 and second["energy"] > first["energy"]
 
     # The customer: packets only on the node's two streams for the teller (audio; video and its RTX),
-    # and as many audio packets as the teller sent, not the teller's and the supervisor's together.
-    node_ssrcs = answer_ssrcs(call.pc.remoteDescription.sdp)
-    assert set(customer_log.by_ssrc) <= node_ssrcs["audio"] | node_ssrcs["video"], customer_log.by_ssrc
-    (audio_ssrc,) = node_ssrcs["audio"]
+    # none on its section for a supervisor's voice (that is for a barge-in), and as many audio
+    # packets as the teller sent, not the teller's and the supervisor's together.
+    teller_audio, teller_video, voice = answer_ssrcs(call.pc.remoteDescription.sdp)
+    assert voice and not voice & set(customer_log.by_ssrc), customer_log.by_ssrc
+    assert set(customer_log.by_ssrc) <= teller_audio | teller_video, customer_log.by_ssrc
+    assert call.supervisor_voice.frames["audio"] == 0
+    (audio_ssrc,) = teller_audio
     got = customer_log.by_ssrc[audio_ssrc] - customer_start.get(audio_ssrc, 0)
     sent = await page.evaluate(TELLER_SENT) - teller_sent_start
     assert sent > 40 and got <= sent * 1.2 + 10, f"customer got {got} audio packets while the teller sent {sent}"
@@ -194,3 +196,39 @@ async def test_whisper_refusals(seat: Any, page: Page, second_page: Page, kiosk:
     assert await talk(sup, super1, session_id, "whisper") == 409
     actions = await audit_actions(seat, session_id)
     assert "session.whisper_started" not in actions, actions
+
+
+async def test_a_supervisor_barges_in_and_the_customer_hears_them_too(
+        seat: Any, page: Page, second_page: Page, kiosk: Any) -> None:
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    session_id, call = await seat.accept_offer(page, kiosk)
+    assert call is not None
+    sup = second_page
+    await seat.login(sup, "super1")
+    await sup.get_by_test_id(f"teller-monitor-{session_id}").click()
+    await expect(sup.get_by_test_id("monitor-status")).to_have_attribute("data-state", "connected", timeout=20_000)
+    # Whispering first: the customer's section for a supervisor's voice stays silent.
+    await sup.get_by_test_id("whisper").click()
+    await expect(page.get_by_test_id("supervisor-talking")).to_have_text("Supervisor is whispering")
+    assert await until(lambda: _rising(page, 50))
+    assert call.supervisor_voice.frames["audio"] == 0 and call.talk == "off"
+
+    barge = sup.get_by_test_id("barge-in")
+    await barge.click()
+    await expect(barge).to_have_attribute("aria-pressed", "true")
+    await expect(sup.get_by_test_id("whisper")).to_have_attribute("aria-pressed", "false")
+    await expect(page.get_by_test_id("supervisor-talking")).to_have_text("A supervisor has joined the call")
+    await call.wait_for(lambda: call.talk == "barge" and call.supervisor_voice.frames["audio"] > 50)
+    teller_heard = (await page.evaluate(WHISPER_STATS))["packets"]
+    assert await until(lambda: _rising(page, teller_heard + 25))  # the teller still hears it too
+
+    await barge.click()
+    await expect(page.get_by_test_id("supervisor-talking")).to_be_hidden()
+    await call.wait_for(lambda: call.talk == "off")
+    heard = call.supervisor_voice.frames["audio"]
+    await asyncio.sleep(1.5)
+    assert call.supervisor_voice.frames["audio"] - heard < 10
+    actions = await audit_actions(seat, session_id)
+    assert [a for a in actions if a.startswith(("session.whisper", "session.barge"))] == [
+        "session.whisper_started", "session.whisper_stopped", "session.barge_started", "session.barge_stopped"]

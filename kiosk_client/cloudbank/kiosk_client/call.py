@@ -92,6 +92,10 @@ class Call:
         self.connect_timeout_s = connect_timeout_s
         self.on_frame = on_frame
         self.remote = RemoteMedia(read_stamps=read_stamps)
+        # A supervisor's voice (barge-in) on the call's third audio section; `talk` is what the node
+        # last said about it: "off", or "barge" while a supervisor speaks to the customer too.
+        self.supervisor_voice = RemoteMedia(read_stamps=False)
+        self.talk = "off"
         self.joined_info: dict[str, Any] = {}
         self.peers: set[str] = set()
         self.rejoins = 0
@@ -173,13 +177,15 @@ class Call:
         for track in (self.sources.audio, self.sources.video):
             if track is not None:
                 pc.addTrack(self._relay.subscribe(track, buffered=False))
+        pc.addTransceiver("audio", direction="recvonly")  # where a supervisor who barges in is heard
         if self.ice_addresses:
             gather_only_on(pc, self.ice_addresses)
         connected = asyncio.get_running_loop().create_future()
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            self._spawn(self._consume(track))
+            voice = any(t.receiver.track is track for t in pc.getTransceivers()[2:])
+            self._spawn(self._consume(track, self.supervisor_voice if voice else self.remote))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -245,18 +251,21 @@ class Call:
         elif kind == "peer.left":
             self.peers.discard(str(data.get("party")))
             await self._set_state(self.state)
+        elif kind == "talk":
+            self.talk = "barge" if data.get("mode") == "barge" else "off"
+            await self._set_state(self.state)
         elif kind == "error":
             log.warning("video node: %s: %s", data.get("code"), data.get("message"))
 
-    async def _consume(self, track: MediaStreamTrack) -> None:
+    async def _consume(self, track: MediaStreamTrack, into: RemoteMedia) -> None:
         kind = track.kind
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            self.remote.add(kind, frame)
-            if self.on_frame is not None:
+            into.add(kind, frame)
+            if self.on_frame is not None and into is self.remote:
                 self.on_frame(kind, frame)
 
     def _spawn(self, coro: Awaitable[None]) -> None:

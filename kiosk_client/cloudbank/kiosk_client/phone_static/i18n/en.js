@@ -56,6 +56,7 @@ export default {
   "call.camera_off": "Camera off",
   "call.camera_on": "Camera on",
   "call.muted_note": "Your microphone is off: the teller cannot hear you.",
+  "call.supervisor_joined": "A supervisor has joined the call: they hear you and the teller.",
   "call.camera_off_note": "Your camera is off: the teller cannot see you.",
   "call.teller_video": "Your teller",
   "call.own_video": "You",

@@ -55,6 +55,7 @@ export default {
   "call.camera_off": "关闭摄像头",
   "call.camera_on": "打开摄像头",
   "call.muted_note": "您的麦克风已关闭：柜员听不到您的声音。",
+  "call.supervisor_joined": "主管已加入通话：主管能听到您和柜员的声音。",
   "call.camera_off_note": "您的摄像头已关闭：柜员看不到您。",
   "call.teller_video": "您的柜员",
   "call.own_video": "您自己",

@@ -7,9 +7,12 @@
 
 export class VideoCall {
   /** onState(s) gets the connection's state (shown to the customer); onPeer(type, party) gets
-   *  the room's peer.joined / peer.left messages. */
+   *  the room's peer.joined / peer.left messages; onSupervisorTrack(track) the third audio section's
+   *  track (a supervisor who barges in); onTalk(mode) the node's `talk` ("barge" or "off"). */
   constructor({ grant, localStream, refresh = null, onRemoteStream = () => {}, onState = () => {},
-                onPeer = () => {}, maxRejoins = 5 }) {
+                onPeer = () => {}, onSupervisorTrack = () => {}, onTalk = () => {}, maxRejoins = 5 }) {
+    this.onSupervisorTrack = onSupervisorTrack;
+    this.onTalk = onTalk;
     this.grant = grant;
     this.localStream = localStream;
     this.refresh = refresh;
@@ -47,8 +50,10 @@ export class VideoCall {
     const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
     for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    pc.addTransceiver("audio", { direction: "recvonly" }); // a supervisor's voice, when one barges in
     this.remoteStream = new MediaStream();
     pc.ontrack = (ev) => {
+      if (pc.getTransceivers().indexOf(ev.transceiver) >= 2) { this.onSupervisorTrack(ev.track); return; }
       this.remoteStream.addTrack(ev.track);
       this.onRemoteStream(this.remoteStream);
     };
@@ -69,6 +74,7 @@ export class VideoCall {
       else if (data.type === "candidate" && data.candidate && data.candidate.candidate) {
         try { await pc.addIceCandidate(data.candidate); } catch (err) { console.warn("candidate", err); }
       } else if (data.type === "peer.joined" || data.type === "peer.left") this.onPeer(data.type, data.party);
+      else if (data.type === "talk") this.onTalk(data.mode === "barge" ? "barge" : "off");
     };
     ws.onclose = () => { if (ws === this.ws) this._lost(); };
     const offer = await pc.createOffer();

@@ -230,9 +230,16 @@ export class CustomerCall {
     this.setCameraOff(false);
     const join = async () => (await this.api.request("POST", `sessions/${this.sessionId}/join`)).video;
     if (this.call) this.call.leave();
+    $("supervisor-note").hidden = true;
     this.call = new VideoCall({
       grant: event.video || (await join()), localStream: this.localStream, refresh: join,
       onRemoteStream: (stream) => { const v = $("remote-video"); if (v.srcObject !== stream) v.srcObject = stream; },
+      onSupervisorTrack: (track) => {
+        const a = $("supervisor-audio");
+        a.srcObject = new MediaStream([track]);
+        a.play().catch(() => {});
+      },
+      onTalk: (mode) => { $("supervisor-note").hidden = mode !== "barge"; },
       onState: (s) => {
         this.showCallState(s);
         // Media is up: the session becomes active (idempotent after a rejoin).
