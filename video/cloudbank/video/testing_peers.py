@@ -142,8 +142,10 @@ class Peer:
     """A customer, teller or supervisor that joins a node's room with an aiortc peer connection."""
 
     def __init__(self, party: str, source: int = 0, *, tracks: Sequence[MediaStreamTrack] | None = None,
-                 addresses: Sequence[str] = ("127.0.0.1",), read_stamps: bool = True) -> None:
+                 addresses: Sequence[str] = ("127.0.0.1",), read_stamps: bool = True,
+                 microphone: MediaStreamTrack | None = None) -> None:
         self.party = party
+        self.microphone = microphone  # a supervisor's: offered as a fifth, sendonly audio section
         self.source = source
         self.addresses = list(addresses)
         self.read_stamps = read_stamps
@@ -173,6 +175,8 @@ class Peer:
             for _ in range(2):
                 pc.addTransceiver("audio", direction="recvonly")
                 pc.addTransceiver("video", direction="recvonly")
+            if self.microphone is not None:
+                pc.addTransceiver(self.microphone, direction="sendonly")
         else:
             for track in self.tracks:
                 pc.addTrack(track)
