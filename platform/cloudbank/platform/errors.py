@@ -11,7 +11,8 @@
         ├── Conflict         409   the thing is not in a state that allows this
         ├── TooLarge         413   the body is larger than allowed
         ├── UnsupportedMedia 415   wrong content type
-        └── TooManyRequests  429   rate limited or locked out; `retry_after` seconds
+        ├── TooManyRequests  429   rate limited or locked out; `retry_after` seconds
+        └── Unavailable      503   an optional part (a model, an extra) is not installed here
 """
 
 from __future__ import annotations
@@ -86,3 +87,7 @@ class TooManyRequests(ApiError):
     def __init__(self, message: str, retry_after: int, **details: Any) -> None:
         super().__init__(message, retry_after=retry_after, **details)
         self.retry_after = retry_after
+
+
+class Unavailable(ApiError):
+    status, code = 503, "unavailable"
