@@ -10,6 +10,7 @@ import { Transcript } from "./transcript.js";
 import { ActionPanel } from "./actions.js";
 import { IdCards } from "./id_cards.js";
 import { PushAnswers } from "./pushes.js";
+import { WorkOrderPanel } from "./work_order.js";
 import { MediaProblem, reasonNote } from "./media_problem.js";
 
 // The call log lines a reload keeps (sessionStorage holds them with the call).
@@ -118,6 +119,12 @@ export class CallScreen {
     this.pushes = new PushAnswers(this.api, { startedAt: this.startedAt,
       onError: (message) => this.note("pushes.failed", { message }, "warn") });
     this.transcript = new Transcript();
+    // The call's work order keeps its state across re-renders; transcript words go into its fields.
+    if (this.workOrder) this.workOrder.render();
+    else this.workOrder = new WorkOrderPanel(this.api, { sessionId: this.sessionId, service: s.service,
+      language: () => (this.call.transcription && this.call.transcription.language) || "en",
+      onNote: (key, params, kind) => this.note(key, params, kind) });
+    this.workOrder.attach(this.transcript.el);
     const panelEl = h("div", { class: "panel-slot" });
     this.panel = new ActionPanel(panelEl, (path, body) => this.post(path, body).then((r) => this.afterAction(path, body, r)),
       this.services);
@@ -145,7 +152,7 @@ export class CallScreen {
           action("push-form", "call.push_form"), action("push-document", "call.push_document"),
           action("request-signature", "call.request_signature"), action("ask-authorisation", "call.ask_authorisation"),
           action("transfer", "call.transfer"), this.endBtn),
-        this.log),
+        this.workOrder.el, this.log),
       // The side column keeps the stage still: forms open above the transcript, not under the video.
       h("div", { class: "side" }, panelEl, this.pushes.el, this.transcript.el, this.transcript.suggestEl, this.idCards.el, this.shots)));
     // Moving a playing <video> to the new tree pauses it.
@@ -161,11 +168,12 @@ export class CallScreen {
   load() {
     this.idCards.load(this.sessionId);
     this.pushes.load(this.sessionId);
+    this.workOrder.load();
     const id = encodeURIComponent(this.sessionId);
     this.api.get(`sessions/${id}/history`).then((hist) => {
       if (this.ended) return;
       for (const ev of hist.transcript || []) this.transcript.line(ev);
-      for (const ev of hist.keywords || []) this.transcript.keyword(ev);
+      for (const ev of hist.keywords || []) { this.transcript.keyword(ev); this.workOrder.keyword(ev, true); }
       for (const ev of hist.snapshots || []) this.addSnapshot(ev, { quiet: true });
     }).catch((err) => this.note("call.history_failed", { message: err.message }, "warn"));
     this.api.get(`sessions/${id}`).then((r) => {
@@ -376,7 +384,8 @@ export class CallScreen {
   event(ev) {
     switch (ev.type) {
       case "transcript": this.transcript.line(ev); break;
-      case "keyword": this.transcript.keyword(ev); break;
+      case "keyword": this.transcript.keyword(ev); this.workOrder.keyword(ev); break;
+      case "work_order.update": this.workOrder.update(ev.work_order); break;
       case "snapshot": this.addSnapshot(ev); break;
       case "id_card": this.idCards.add(ev); break;
       case "push.response": this.answered(ev); break;
@@ -384,6 +393,7 @@ export class CallScreen {
         const granted = ev.state === "granted";
         this.note(granted ? "call.auth_granted" : "call.auth_refused", { reason: ev.decision_reason || "" },
           granted ? "info" : "warn");
+        this.workOrder.authorisationResult();
         break;
       }
       case "video.rejoin": if (ev.video) this.moveTo(ev.video); break;

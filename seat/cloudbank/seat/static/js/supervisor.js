@@ -248,10 +248,35 @@ export class SupervisorScreen {
         " · ", h("time", { testid: `auth-time-${id}`, datetime: asked ? asked.toISOString() : "" },
           asked ? t("sup.asked_at", { time: asked.toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB") }) : "")),
       h("p", { class: "auth-reason", testid: `auth-text-${id}` }, a.reason || ""),
+      a.values ? this.authValues(id, a) : null,
       h("label", { class: "field inline", for: `auth-reason-${id}` }, h("span", {}, t("sup.reason")), reason),
       h("button", { type: "button", class: "primary", testid: `auth-grant-${id}`, onclick: () => decide(true) }, t("sup.grant")),
       h("button", { type: "button", testid: `auth-refuse-${id}`, onclick: () => decide(false) }, t("sup.refuse")),
       error);
+  }
+
+  /** A work order's request: the values it asks for, by the definition's labels (fetched; names until then). */
+  authValues(id, a) {
+    const dl = h("dl", { class: "auth-values", testid: `auth-values-${id}`, "aria-label": t("sup.wo_values") });
+    const show = (fields) => {
+      const labels = new Map((fields || []).map((f) => [f.name, f]));
+      // In the form's order, as the teller and the customer saw it.
+      const names = [...labels.keys()].filter((n) => n in a.values);
+      for (const n of Object.keys(a.values)) if (!names.includes(n)) names.push(n);
+      fill(dl, names.flatMap((name) => {
+        const value = a.values[name];
+        const f = labels.get(name);
+        const text = f && f.kind === "checkbox" ? t(value === "true" ? "pushes.yes" : "pushes.no") : String(value);
+        return [h("dt", {}, f ? f.label : name), h("dd", { "data-field": name }, text)];
+      }));
+    };
+    show([]);
+    if (a.work_order_id) {
+      this.api.get(`work_orders/${encodeURIComponent(a.work_order_id)}`)
+        .then((r) => show(((r.work_order || {}).definition || {}).fields))
+        .catch(() => { /* the names stand */ });
+    }
+    return dl;
   }
 
   /** The service's name in the UI's language (the platform sends the catalogue's names). */
