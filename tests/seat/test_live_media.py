@@ -152,6 +152,9 @@ async def test_a_customer_speaking_english_to_a_default_deployment_is_shown_to_t
         [silence, festival_pcm(SAVINGS, tmp_path, "savings", 48000), silence, silence]), 48000)
     async with (seat_with(config.with_(video_transcribe=True, asr_pool_size=1)) as seat,
                 customer_call(seat, page, wav) as session_id):
+        # The node says what transcribes the call, in the UI's language.
+        await expect(page.get_by_test_id("transcript-engine")).to_have_text(
+            "Speech is transcribed in American English (pocketsphinx).")
         final = page.get_by_test_id("transcript-final").filter(has_text="savings")
         await expect(final).to_have_count(1, timeout=60_000)
         await expect(final).to_have_attribute("data-speaker", "customer")

@@ -30,6 +30,7 @@ from cloudbank.video.packets import KeyframeRequester, PacketSink, TrackInfo
 from cloudbank.video.registry import NODE_ID, REGISTRY, Registry
 from cloudbank.video.room import ROOMS, Rooms, SinkFactory
 from cloudbank.video.signalling import video_ws
+from cloudbank.video.transcription import transcription_off
 
 log = logging.getLogger("cloudbank.video")
 
@@ -134,6 +135,9 @@ class CallSinks:
             self.transcript = TranscriptSink(session_id, asr, app[REDIS], folder)
             self._rules = asyncio.get_running_loop().create_task(self._load_rules(asr, session_id))
         self.sinks: list[Any] = [s for s in (self.recorder, self.transcript, self.snapshots) if s is not None]
+        # What signalling's `joined` tells each party (transcription.py).
+        self.transcription = (self.transcript.transcription if self.transcript is not None
+                              else transcription_off("unavailable" if config.video_transcribe else "disabled"))
 
     async def _load_rules(self, asr: AsrService, session_id: str) -> None:
         """The call's keyword rules (the catalogue now, the session's service) for its transcript."""

@@ -39,6 +39,7 @@ from cloudbank.video.ice import ice_servers
 from cloudbank.video.packets import Party
 from cloudbank.video.registry import NODE_ID, REGISTRY
 from cloudbank.video.room import HEARERS, PARTIES, ROOMS, Member, Room
+from cloudbank.video.transcription import room_transcription
 
 log = logging.getLogger("cloudbank.video.signalling")
 
@@ -175,7 +176,7 @@ class Connection:
         try:
             await self.send({"type": "joined", "session_id": self.room.session_id, "party": self.party,
                              "peers": [p for p in self.room.parties() if p != self.party],
-                             "ice_servers": servers})
+                             "ice_servers": servers, "transcription": room_transcription(self.room.sinks)})
             deadline = time.monotonic() + self.ice_timeout_s
             while not self.ws.closed:
                 timeout = None if self.member is not None else max(0.0, deadline - time.monotonic())

@@ -27,6 +27,7 @@ from cloudbank.video.audio_tap import AudioTap, SpeechSink, TeeSink
 from cloudbank.video.keywords import KeywordSpotter
 from cloudbank.video.packets import TrackInfo
 from cloudbank.video.recorder import first_free
+from cloudbank.video.transcription import transcription_on
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class TranscriptSink:
         self._sinks: dict[str, TeeSink] = {}
         self.tap = AudioTap(self._sink_for, epoch)
         self.files: list[Path] = []
+        self.transcription = transcription_on(asr.engine.name, asr.engine.language)  # for `joined`
         if spotter is not None:
             self.set_spotter(spotter)
 

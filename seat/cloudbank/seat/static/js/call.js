@@ -119,6 +119,7 @@ export class CallScreen {
     this.pushes = new PushAnswers(this.api, { startedAt: this.startedAt,
       onError: (message) => this.note("pushes.failed", { message }, "warn") });
     this.transcript = new Transcript();
+    this.transcript.transcription(this.call.transcription);   // as the video node last said (a re-render)
     // The call's work order keeps its state across re-renders; transcript words go into its fields.
     if (this.workOrder) this.workOrder.render();
     else this.workOrder = new WorkOrderPanel(this.api, { sessionId: this.sessionId, service: s.service,
@@ -275,6 +276,11 @@ export class CallScreen {
       this.customerPresent("present");
     } else if (msg.type === "joined" && Array.isArray(msg.peers)) {
       this.customerPresent(msg.peers.includes("customer") ? "present" : "waiting");
+      // Whether this call is transcribed: the panel says so instead of staying empty.
+      if (msg.transcription) {
+        this.call.transcription = msg.transcription;
+        this.transcript.transcription(msg.transcription);
+      }
     }
     // A media timeout is explained by the diagnosis (mediaProblem), not as "something went wrong".
     else if (msg.type === "error" && msg.code !== "ice_timeout") {
