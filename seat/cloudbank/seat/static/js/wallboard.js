@@ -1,5 +1,6 @@
 // The wallboard table: per queue waiting, longest wait, service level, average speed of answer,
-// abandonment and tellers by state. Rendering only; the supervisor screen feeds it.
+// abandonment, tellers by state and customer satisfaction (CSAT: share of 4-5 ratings, average, count),
+// and CSAT per teller. Rendering only; the supervisor screen feeds it.
 import { h, fill, clock } from "./dom.js";
 import { t, label } from "./i18n.js";
 import { labelColumns } from "./table_labels.js";
@@ -25,6 +26,30 @@ export function wallboardQueues(board) {
   return [];
 }
 
+/** "50% · 3.5 (2)": the share of 4-5 ratings, the average score and how many; "–" with none. */
+function csatText(c) {
+  if (!c || !c.count) return "–";
+  return `${pct(c.csat)} · ${Number(c.average).toFixed(1)} (${c.count})`;
+}
+
+// One row per teller rated over the metrics window.
+function csatTellers(board) {
+  const tellers = (board.csat && board.csat.tellers) || [];
+  // A heading, not a caption: the wallboard's table keeps the one caption.
+  const title = h("h3", { id: "csat-tellers-title", class: "csat-title" },
+    t("sup.csat_tellers", { minutes: Math.round((board.window_s || 0) / 60) }));
+  return [title, labelColumns(h("table", { class: "grid csat stack", testid: "csat-tellers",
+    "aria-labelledby": "csat-tellers-title" },
+    h("thead", {}, h("tr", {}, ["sup.teller", "sup.csat", "sup.csat_average", "sup.csat_count"]
+      .map((k) => h("th", { scope: "col" }, t(k))))),
+    h("tbody", {}, tellers.length ? tellers.map((c) => h("tr", { testid: `csat-teller-${c.teller_id}` },
+      h("th", { scope: "row" }, c.name || c.teller_id),
+      h("td", { "data-field": "csat" }, pct(c.csat)),
+      h("td", { "data-field": "average" }, Number(c.average).toFixed(1)),
+      h("td", { "data-field": "count" }, String(c.count))))
+      : h("tr", {}, h("td", { colspan: "4", class: "muted", testid: "csat-none" }, t("sup.csat_none"))))))];
+}
+
 /** board: `GET /api/wallboard`; names: service code -> name. */
 export function renderWallboard(el, board, names = {}) {
   const queues = wallboardQueues(board);
@@ -32,7 +57,7 @@ export function renderWallboard(el, board, names = {}) {
     labelColumns(h("table", { class: "grid wallboard stack" },
       h("caption", {}, t("sup.wallboard")),
       h("thead", {}, h("tr", {},
-        ["sup.queue", "sup.waiting", "sup.longest", "sup.sl", "sup.asa", "sup.abandon", "sup.tellers"]
+        ["sup.queue", "sup.waiting", "sup.longest", "sup.sl", "sup.asa", "sup.abandon", "sup.csat_queue", "sup.tellers"]
           .map((k) => h("th", { scope: "col" }, t(k))))),
       h("tbody", {}, queues.map((q) => {
         const code = q.code || q.queue || q.service || q.id;
@@ -47,7 +72,9 @@ export function renderWallboard(el, board, names = {}) {
           h("td", { "data-field": "service_level" }, pct(m.service_level)),
           h("td", { "data-field": "asa" }, m.asa_s === null || m.asa_s === undefined ? "–" : clock(m.asa_s)),
           h("td", { "data-field": "abandoned" }, rate === undefined || rate === null ? String(abandoned) : `${abandoned} (${pct(rate)})`),
+          h("td", { "data-field": "csat" }, csatText(board.csat && board.csat.queues && board.csat.queues[code])),
           h("td", { "data-field": "tellers" }, tellersByState(q)));
       })))),
+    ...csatTellers(board),
     h("p", { class: "muted", testid: "wallboard-updated" }, t("sup.updated", { time: new Date().toLocaleTimeString() })));
 }
