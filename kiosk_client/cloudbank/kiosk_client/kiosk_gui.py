@@ -45,6 +45,7 @@ ALLOWED = [
     ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/responses$")),
     ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/activate$")),
     ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/end$")),
+    ("POST", re.compile(r"^sessions/[A-Za-z0-9_-]{1,64}/rating$")),
 ]
 MAX_BODY = 1024 * 1024
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -1,7 +1,8 @@
 // The kiosk screen, served by the kiosk app on loopback. REST goes through the app's allow-listed
 // proxy (api/...), events through its socket proxy (events), so the device credential never reaches
 // the page. The visit (queue, call, pushed forms, signature, hang-up) is the phone page's
-// customer_call.js; what is the kiosk's own is the idle playlist and the ID card reader.
+// customer_call.js (with the rating at the end); what is the kiosk's own is the idle playlist and the
+// ID card reader, and that a rating skipped or timed out goes back to the idle screen.
 
 import { Api, ApiError, wsUrl } from "../shared/js/api.js";
 import { $, CustomerCall } from "../shared/js/customer_call.js";
@@ -25,7 +26,12 @@ const visit = new CustomerCall({
     $("id-card-status").textContent = "";
     visit.ticket = null;
     visit.sessionId = null;
-    setTimeout(() => { if (document.body.dataset.view === "done") visit.show("idle"); }, 15000);
+    setTimeout(() => { if (document.body.dataset.view === "done" && !visit.rating) visit.show("idle"); }, 15000);
+  },
+  // Skipped or timed out: the screen is the next customer's at once; rated: after the thanks.
+  onRatingClosed: (how) => {
+    if (how !== "rated") visit.show("idle");
+    else setTimeout(() => { if (document.body.dataset.view === "done" && !visit.rating) visit.show("idle"); }, 5000);
   },
 });
 window.cloudbankKiosk = visit;

@@ -4,9 +4,11 @@
 // change, a ticket update or the end of a visit means to it, the events only it handles).
 // In the call the customer sees that it is recorded, who the teller is, how long it has lasted, and
 // can mute the microphone or turn the camera off. Every text follows the language switch.
+// When a call ends, the end screen asks for a 1-5 rating (rating.js): skippable, and it times out.
 
 import { VideoCall } from "./call.js";
 import { showPush } from "./push.js";
+import { askRating } from "./rating.js";
 import { language, mountLanguageSwitch, onLanguageChange, say, t } from "./i18n.js";
 
 export const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -37,9 +39,12 @@ export function serviceName(svc) {
 export class CustomerCall {
   // api: the page's Api (may be set later); friendly(err): the text a customer reads for an error;
   // onShow(screen), onTicket(ticket), onFinish(): the page's own part of each step, onFinish before
-  // the end screen shows; onEvent(event): events this module does not handle.
-  constructor({ api = null, friendly, onShow = () => {}, onTicket = () => {}, onFinish = () => {}, onEvent = () => {} }) {
-    Object.assign(this, { api, friendly, onShow, onTicket, onFinish, onOtherEvent: onEvent });
+  // the end screen shows; onEvent(event): events this module does not handle; onRatingClosed(how):
+  // the rating question closed ("rated", "skipped", "timeout"; not when the screen moved on).
+  constructor({ api = null, friendly, onShow = () => {}, onTicket = () => {}, onFinish = () => {}, onEvent = () => {},
+    onRatingClosed = () => {} }) {
+    Object.assign(this, { api, friendly, onShow, onTicket, onFinish, onOtherEvent: onEvent, onRatingClosed,
+      rating: null, endedSession: null });
     Object.assign(this, { events: null, ticket: null, sessionId: null, call: null, localStream: null,
       pushes: [], showingPush: false, screen: null, services: [], pick: null, connectedAt: null, timer: null,
       dropped: new Set() });
@@ -64,6 +69,8 @@ export class CustomerCall {
   }
 
   show(screen) {
+    // The rating belongs to the end screen of the call that ended: any other screen closes it.
+    if (screen !== "done" && this.rating) this.rating.cancel();
     for (const s of document.querySelectorAll("main > [data-screen]")) s.hidden = s.dataset.screen !== screen;
     this.screen = screen;
     document.body.dataset.view = screen;
@@ -269,7 +276,22 @@ export class CustomerCall {
   endCall(key) {
     if (this.call) this.call.leave();
     this.call = null;
+    this.endedSession = this.sessionId;
     this.finish(key);
+  }
+
+  /** Ask the customer to rate the call that ended (`session_id`), on the end screen. */
+  askRating(sessionId) {
+    if (this.rating) this.rating.cancel();
+    const rating = askRating($("rating"), {
+      friendly: this.friendly,
+      send: (score, comment) => this.api.request("POST", `sessions/${sessionId}/rating`, { score, comment }),
+    });
+    this.rating = rating;
+    rating.closed.then((how) => {
+      if (this.rating === rating) this.rating = null;
+      if (how !== "cancelled") this.onRatingClosed(how);
+    });
   }
 
   /** The end screen with the string `key` (the visit is over: its call, form and camera go). */
@@ -284,7 +306,11 @@ export class CustomerCall {
     $("push-overlay").replaceChildren();
     if (this.localStream) for (const track of this.localStream.getTracks()) track.stop();
     this.localStream = null;
+    const ended = this.endedSession;
+    this.endedSession = null;
     this.onFinish();
     this.show("done");
+    if (ended) this.askRating(ended);
+    else $("rating").hidden = true;
   }
 }
