@@ -187,6 +187,12 @@ class PlatformClient:
         return await self.request("POST", f"sessions/{quote(session_id, safe='')}/responses",
                                   {"push_id": push_id, "answer": answer, **extra})
 
+    async def rate(self, session_id: str, score: int, comment: str = "") -> dict[str, Any]:
+        """Rate the customer's call that ended: 1-5 and an optional comment, once."""
+        body = await self.request("POST", f"sessions/{quote(session_id, safe='')}/rating",
+                                  {"score": score, "comment": comment})
+        return dict(body["rating"])
+
     async def send_id_card(self, session_id: str, image_data_url: str, side: str = "front") -> dict[str, Any]:
         """Send an ID-card image (a JPEG or PNG data URL) to the call's teller; returns `{id_card, new}`."""
         return await self.request("POST", f"sessions/{quote(session_id, safe='')}/id_card",

@@ -3,8 +3,8 @@
 Start-up: load the device credential (or enrol with the one-time code and store it), start the
 heartbeat, sync the idle playlist. Then either serve one scripted customer (`--service CODE`,
 headless: take a ticket, follow the queue, join the call, answer pushed forms per
-`--answer-forms`, leave when the session ends) or stay idle playing the playlist. With a GUI the
-same steps run from the local browser page that `kiosk_gui` serves on loopback.
+`--answer-forms`, leave when the session ends, rating the call `--rating N`) or stay idle playing
+the playlist. With a GUI the same steps run from the local browser page that `kiosk_gui` serves on loopback.
 
 Every step is logged as one line "kiosk: <step> ..." so scripts and load tests can follow it.
 """
@@ -52,6 +52,9 @@ class KioskOptions:
     answer_forms: bool = True
     id_card: Path | None = None
     signature: Path | None = None
+    # Headless: the 1-5 score given when the call ends (None: the rating is skipped), and its comment.
+    rating: int | None = None
+    rating_comment: str = ""
     # Empty: all interfaces, except loopback only when the server itself is on loopback.
     ice_addresses: tuple[str, ...] = ()
     heartbeat_s: float = 30.0
@@ -89,6 +92,7 @@ class Outcome:
     stamps_received: int = 0
     rejoins: int = 0
     id_cards_sent: list[str] = field(default_factory=list)
+    rated: int | None = None
 
 
 class Kiosk:
@@ -268,6 +272,7 @@ class Kiosk:
             elif kind == "session.ended":
                 outcome.final_state = "done"
                 self.step(f"session {outcome.session_id} ended")
+                await self._rate(outcome)
                 return
             elif kind == "error":
                 self.step(f"platform says {event.get('code')}: {event.get('message')}")
@@ -298,6 +303,18 @@ class Kiosk:
                 outcome.id_cards_sent.append(str(card["sha256"]))
             except (PlatformError, KioskError) as exc:
                 self.step(f"id card not sent: {exc}")
+
+    async def _rate(self, outcome: Outcome) -> None:
+        """Give the ended call the scripted rating (a refusal is logged, not fatal: the visit was served)."""
+        if self.options.rating is None or not outcome.session_id:
+            return
+        try:
+            body = await self.client.rate(outcome.session_id, self.options.rating, self.options.rating_comment)
+        except PlatformError as exc:
+            self.step(f"rating not taken: {exc.message}")
+            return
+        outcome.rated = int(body["score"])
+        self.step(f"rated session {outcome.session_id} score={outcome.rated}")
 
     async def send_id_card(self, session_id: str, side: str = "front") -> dict[str, Any]:
         """Read the card (its file stands in for the reader) and send it to the call's teller."""

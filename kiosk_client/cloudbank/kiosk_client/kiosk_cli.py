@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-card", type=Path, help="an ID-card image file (stand-in for the card reader),"
                    " sent to the teller once the call is up")
     p.add_argument("--signature", type=Path, help="headless: a PNG to send as the signature (default: drawn)")
+    p.add_argument("--rating", type=int, choices=range(1, 6), metavar="N",
+                   help="headless: rate the call N (1-5) when it ends (default: skip the rating)")
+    p.add_argument("--rating-comment", default="", help="headless: the comment sent with --rating")
     p.add_argument("--ice-address", action="append", default=[],
                    help="gather ICE candidates only on this address (repeatable; default: all "
                         "interfaces, or 127.0.0.1 when the server is on loopback)")
@@ -51,7 +54,8 @@ def command(args: argparse.Namespace, _config: Any) -> int:
         server=args.server.rstrip("/"), data=args.kiosk_data, enrol_code=args.enrol_code, name=args.name,
         camera=args.camera, video=args.video, audio=args.audio, microphone=args.microphone,
         headless=args.headless, service=args.service, answer_forms=args.answer_forms == "yes",
-        id_card=args.id_card, signature=args.signature, ice_addresses=tuple(args.ice_address),
+        id_card=args.id_card, signature=args.signature, rating=args.rating, rating_comment=args.rating_comment,
+        ice_addresses=tuple(args.ice_address),
         heartbeat_s=args.heartbeat_s, max_wait_s=args.max_wait_s, gui_port=args.gui_port)
 
     async def go() -> int:
