@@ -24,6 +24,7 @@ from cloudbank.platform.records import create_engine, ratings
 
 from .conftest import Stack, Teller
 from .screens import ARGS, CHROMIUM, KIOSK, PHONE, new_context, phone_sign_in
+from .test_customer_screens import UNNAMED
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 MakeServer = Callable[..., Awaitable[TestServer]]
@@ -112,6 +113,15 @@ async def test_the_customer_rates_the_call(app: str, width: str, stack: Stack, t
             await expect(page.get_by_test_id(f"rating-{n}")).to_have_attribute("aria-label", f"{n} of 5")
         await page.get_by_test_id("rating-4").tap()
         await expect(page.get_by_test_id("rating-4")).to_have_attribute("aria-pressed", "true")
+        assert await page.evaluate(UNNAMED) == []   # every control has a testid and an accessible name
+        # The question follows the language switch in place, accessible names included.
+        await page.get_by_test_id("lang-zh").tap()
+        await expect(page.get_by_test_id("rating-question")).to_have_text("本次通话体验如何？请打 1 到 5 分。")
+        await expect(page.get_by_test_id("rating-4")).to_have_attribute("aria-label", "4 分（满分 5 分）")
+        await expect(page.get_by_test_id("rating-skip")).to_have_text("跳过")
+        await expect(page.get_by_test_id("rating-countdown")).to_contain_text("秒后关闭")
+        await page.get_by_test_id("lang-en").tap()
+        await expect(page.get_by_test_id("rating-submit")).to_have_text("Send rating")
         await page.get_by_test_id("rating-comment").fill("The teller explained the fees clearly.")
         await shoot(page, f"{app}_rating")
         await page.get_by_test_id("rating-submit").tap()
