@@ -12,6 +12,7 @@ SHOT_PHASE=before|after also saves the issue's screenshots (docs/screenshots/iss
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,17 @@ async def click_words(page: Page, first: str, last: str | None = None) -> None:
     await page.mouse.up()
 
 
-async def shoot(page: Page, name: str) -> None:
+async def shoot(page: Page, name: str, show: str = "") -> None:
+    """The screen at both widths (with the `show` testid scrolled into view, when there is one)."""
     if not PHASE:
         return
     SHOTS.mkdir(parents=True, exist_ok=True)
     for w, h in ((1366, 768), (390, 844)):
         await page.set_viewport_size({"width": w, "height": h})
         await page.wait_for_timeout(400)
+        if show and await page.get_by_test_id(show).count():
+            await page.get_by_test_id(show).scroll_into_view_if_needed()
+            await page.wait_for_timeout(200)
         await page.screenshot(path=str(SHOTS / f"work_order-{name}-{PHASE}-{w}.png"))
     await page.set_viewport_size({"width": 1366, "height": 768})
 
@@ -155,7 +160,7 @@ async def test_shots_before(seat: Any, page: Page, second_page: Page, kiosk: Any
                                signature=forms.signature_data_url(forms.draw_signature()))
     await seat.login(second_page, "wsuper")
     await expect(second_page.locator("[data-testid^=auth-grant-]")).to_have_count(1)
-    await shoot(page, "teller_call")
+    await shoot(page, "teller_call", "work-order")
     await shoot(second_page, "supervisor_authorisations")
 
 
@@ -225,6 +230,7 @@ async def test_a_wealth_sale_filled_from_the_transcript_confirmed_authorised_and
         await page.get_by_test_id("wo-field-risk_profile").focus()
         await click_words(page, "balanced")
         await expect(page.get_by_test_id("wo-field-risk_profile")).to_have_value("balanced")
+        await shoot(page, "teller_draft", "work-order")
         # A word that is no number is refused in a number field, the value kept.
         await page.get_by_test_id("wo-field-amount").focus()
         await click_words(page, "profile")
@@ -268,7 +274,7 @@ async def test_a_wealth_sale_filled_from_the_transcript_confirmed_authorised_and
         await expect(page.get_by_test_id("wo-auth-text")).to_have_text("Waiting for a supervisor's decision.")
         await page.get_by_test_id("wo-complete").click()
         await expect(page.get_by_test_id("wo-message")).to_contain_text("waiting for a supervisor's authorisation")
-        await shoot(page, "teller_call")
+        await shoot(page, "teller_call", "work-order")
 
         # The supervisor sees the request with the work order's values, and refuses it with a reason.
         await seat.login(second_page, "wsuper")
@@ -277,7 +283,7 @@ async def test_a_wealth_sale_filled_from_the_transcript_confirmed_authorised_and
         await expect(values.locator("dd[data-field=amount]")).to_have_text("60000")
         await expect(values.locator("dd[data-field=fund]")).to_have_text(WEALTH.fields[0].options[1])
         await expect(values.locator("dd[data-field=cooling_off_understood]")).to_have_text("Yes")
-        await shoot(second_page, "supervisor_authorisations")
+        await shoot(second_page, "supervisor_authorisations", "authorisations")
         await second_page.locator("[data-testid^=auth-reason-]").fill("above this customer's limit")
         await second_page.locator("[data-testid^=auth-refuse-]").click()
         await expect(page.get_by_test_id("wo-auth")).to_have_attribute("data-state", "refused")
@@ -301,8 +307,9 @@ async def test_a_wealth_sale_filled_from_the_transcript_confirmed_authorised_and
         # A reload rebuilds it from the platform: values, answer, grant, ticks with their times.
         await page.reload()
         await expect(page.get_by_test_id("wo-state")).to_have_attribute("data-state", "awaiting_authorisation")
-        await expect(page.get_by_test_id("wo-field-amount")).to_have_value("55000")
-        await expect(page.get_by_test_id("wo-field-amount")).to_be_disabled()
+        # Sent: the values as a list, no form to type into.
+        await expect(page.get_by_test_id("wo-values").locator("dd[data-field=amount]")).to_have_text("55000")
+        await expect(page.get_by_test_id("wo-field-amount")).to_have_count(0)
         await expect(page.get_by_test_id("wo-customer")).to_have_attribute("data-state", "confirmed")
         await expect(page.get_by_test_id("wo-auth-text")).to_have_text("Granted. checked the risk profile")
         await expect(checklist_item(page, "understands_risk").get_by_test_id("wo-check-at")).to_have_text(
@@ -314,7 +321,89 @@ async def test_a_wealth_sale_filled_from_the_transcript_confirmed_authorised_and
         wos = await api(seat, page, "GET", f"sessions/{session_id}/work_orders")
         assert [w["state"] for w in wos["work_orders"]] == ["completed"]
         assert wos["work_orders"][0]["values"]["amount"] == "55000"
-        await shoot(page, "teller_completed")
+        await shoot(page, "teller_completed", "work-order")
+    finally:
+        await redis.aclose()
+    assert not [e for e in page_errors if "pageerror" in e], page_errors
+
+
+# As test_main.py's check: every control has a testid and an accessible name, no id repeats.
+UNLABELLED = """() => [...document.querySelectorAll("button, input, select, textarea, video, [role=log], [aria-live]")]
+  .filter((el) => !el.closest("[hidden]"))
+  .filter((el) => {
+    const named = el.labels && el.labels.length ? true
+      : Boolean(el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") || (el.textContent || "").trim());
+    const live = el.matches("[role=log], [aria-live]");
+    return !el.dataset.testid || (!named && !live && el.tagName !== "VIDEO");
+  })
+  .map((el) => el.outerHTML.slice(0, 120))
+  .concat([...document.querySelectorAll("[id]")].map((el) => el.id)
+    .filter((id, i, all) => all.indexOf(id) !== i).map((id) => `duplicate id ${id}`))"""
+
+
+async def test_an_unsaid_disclosure_blocks_complete_until_a_supervisor_overrides_it(
+        seat: Any, page: Page, second_page: Page, kiosk: Any, tmp_path: Path, page_errors: list[str]) -> None:
+    await seed_wealth(seat)
+    session_id = await start_call(seat, page, kiosk)
+    redis = redis_client(str(seat.config.redis_url))
+    node = Transcript(session_id, redis, tmp_path, KeywordSpotter(rules(), "wealth"))
+    try:
+        await page.get_by_test_id("wo-start").click()
+        await expect(page.get_by_test_id("wo-state")).to_have_attribute("data-state", "draft")
+        assert await page.evaluate(UNLABELLED) == [], "draft work order"
+        # Below the authorisation threshold: no supervisor's grant is needed, the checklist still is.
+        await page.get_by_test_id("wo-field-fund").select_option(WEALTH.fields[0].options[2])
+        await page.get_by_test_id("wo-field-amount").fill("five thousand")   # typed as words: digits
+        await page.get_by_test_id("wo-field-amount").press("Tab")
+        await expect(page.get_by_test_id("wo-field-amount")).to_have_value("5000")
+        await page.get_by_test_id("wo-field-risk_profile").select_option("conservative")
+        await page.get_by_test_id("wo-field-debit_account").fill("98765432")
+        await page.get_by_test_id("wo-field-cooling_off_understood").check()
+        await expect(page.get_by_test_id("wo-auth")).to_have_attribute("data-state", "none")
+
+        await node.add("teller", line("here is the risk disclosure and you may lose money", 5.0))
+        await node.add("customer", line("i understand the risk i want to buy this fund", 12.0))
+        # A forbidden phrase warns at once (and is kept with the call's keyword events).
+        await node.add("teller", line("honestly there is no risk at all", 18.0))
+        await expect(page.get_by_test_id("wo-forbidden")).to_have_text(
+            "Forbidden phrase said at 0:18: “no risk” (recorded)")
+        await expect(page.get_by_test_id("call-log")).to_contain_text("Forbidden phrase said: no risk")
+        await expect(page.get_by_test_id("wo-missing")).to_have_text("Still missing: 1")
+        await expect(checklist_item(page, "cooling_off")).to_have_attribute("data-state", "missing")
+        await expect(checklist_item(page, "cooling_off").get_by_test_id("wo-check-at")).to_have_text("not heard yet")
+
+        await send_and_confirm(page, kiosk, 0)
+        # Confirmed and signed, no authorisation needed: only the checklist stands in the way.
+        await expect(page.get_by_test_id("wo-state")).to_have_attribute("data-state", "awaiting_customer")
+        await page.get_by_test_id("wo-complete").click()
+        await expect(page.get_by_test_id("wo-message")).to_contain_text(
+            "the dual-recording checklist is incomplete: cooling_off not heard yet")
+        await expect(checklist_item(page, "cooling_off")).to_have_class(re.compile(r"\bwo-flagged\b"))
+        await expect(page.get_by_test_id("wo-state")).to_have_attribute("data-state", "awaiting_customer")
+        assert await page.evaluate(UNLABELLED) == [], "work order sent"
+        await shoot(page, "teller_blocked", "work-order")
+        wos = await api(seat, page, "GET", f"sessions/{session_id}/work_orders")
+        assert wos["work_orders"][0]["state"] == "awaiting_customer"
+
+        # A reload shows the same: the warning (from the call's history), the missing item.
+        await page.reload()
+        await expect(page.get_by_test_id("wo-forbidden")).to_have_count(1)
+        await expect(page.get_by_test_id("wo-missing")).to_have_text("Still missing: 1")
+        await expect(page.get_by_test_id("wo-values").locator("dd[data-field=amount]")).to_have_text("5000")
+
+        # A supervisor of the queue overrides the item with a reason; the teller's checklist follows.
+        await seat.login(second_page, "wsuper")
+        await expect(second_page.get_by_test_id("authorisations")).to_be_visible()
+        assert await second_page.evaluate(UNLABELLED) == [], "supervisor"
+        wo_id = wos["work_orders"][0]["id"]
+        await api(seat, second_page, "POST", f"work_orders/{wo_id}/checklist/override",
+                  {"items": ["cooling_off"], "reason": "explained on the printed leaflet, checked on the recording"})
+        await expect(checklist_item(page, "cooling_off")).to_have_attribute("data-state", "override")
+        await expect(checklist_item(page, "cooling_off").get_by_test_id("wo-check-at")).to_have_text(
+            "overridden by a supervisor: explained on the printed leaflet, checked on the recording")
+        await expect(page.get_by_test_id("wo-missing")).to_have_text("Every item is ticked.")
+        await page.get_by_test_id("wo-complete").click()
+        await expect(page.get_by_test_id("wo-state")).to_have_attribute("data-state", "completed")
     finally:
         await redis.aclose()
     assert not [e for e in page_errors if "pageerror" in e], page_errors

@@ -172,7 +172,9 @@ export class WorkOrderPanel {
     }
     if (!fromHistory && this.wo && OPEN.includes(this.wo.state) && this.missing().length) {
       clearTimeout(this.tickTimer);
-      this.tickTimer = setTimeout(() => this.fetch().catch(() => {}), 300);
+      // After this screen's own saves: the platform ticks as it answers, and a tick that collides with
+      // a save is not made (it would be refused as a change meanwhile).
+      this.tickTimer = setTimeout(() => this.write(() => this.fetch()).catch(() => {}), 300);
     }
   }
 
@@ -270,13 +272,33 @@ export class WorkOrderPanel {
     if (!error) this.save({ [field.name]: value }).catch(() => {});
   }
 
-  async save(values) {
+  /** The platform's writes one after another: a save and a send at once would refuse each other (409). */
+  write(fn) {
+    const run = (this.writes || Promise.resolve()).catch(() => {}).then(fn);
+    this.writes = run;
+    return run;
+  }
+
+  save(values) {
+    return this.write(() => this.saveNow(values));
+  }
+
+  async saveNow(values, retry = true) {
     if (!this.wo || this.wo.state !== "draft") return;
+    const saved = this.wo.values || {};
+    const change = Object.fromEntries(Object.entries(values).filter(([n, v]) => (saved[n] ?? "") !== v));
+    if (!Object.keys(change).length) { for (const n of Object.keys(values)) this.dirty.delete(n); return; }
+    values = change;
     try {
       const r = await this.api.post(`work_orders/${encodeURIComponent(this.wo.id)}/values`, { values });
       for (const [name, v] of Object.entries(values)) if (this.dirty.get(name) === v) this.dirty.delete(name);
       this.quietUpdate(r.work_order);
     } catch (err) {
+      // Changed meanwhile by the platform (a checklist tick): the same values, once more.
+      if (err.status === 409 && retry && this.wo.state === "draft") {
+        await this.fetch().catch(() => {});
+        return this.saveNow(values, false);
+      }
       const name = Object.keys(values)[0];
       this.setError(name, err.message);
       throw err;
@@ -298,7 +320,7 @@ export class WorkOrderPanel {
     this.message = null;
     this.render();
     try {
-      const r = await fn();
+      const r = await this.write(fn);
       if (r && r.work_order) this.update(r.work_order);
     } catch (err) {
       this.missingNow = (err.body && Array.isArray(err.body.missing)) ? err.body.missing : [];
@@ -334,7 +356,7 @@ export class WorkOrderPanel {
       return null;
     }
     return this.act(async () => {
-      if (this.dirty.size) await this.save(Object.fromEntries(this.dirty));
+      if (this.dirty.size) await this.saveNow(Object.fromEntries(this.dirty));
       const r = await this.api.post(`work_orders/${encodeURIComponent(this.wo.id)}/confirm`, {});
       this.onNote("wo.sent_note", { title: d.title });
       return r;
@@ -364,6 +386,7 @@ export class WorkOrderPanel {
   say(text, kind = "info") {
     this.message = { text, kind };
     if (this.msgEl) { this.msgEl.textContent = text; this.msgEl.dataset.kind = kind; }
+    this.reveal = true;
   }
 
   // -- the screen ---------------------------------------------------------------------------------------
@@ -404,6 +427,11 @@ export class WorkOrderPanel {
       this.renderWarnings(),
       this.renderActions(wo),
       this.msgEl);
+    // A refusal or result is shown where the teller looks: the card scrolls to it.
+    if (this.reveal && this.message) {
+      this.reveal = false;
+      requestAnimationFrame(() => { if (this.msgEl.isConnected) this.msgEl.scrollIntoView({ block: "nearest" }); });
+    }
     if (focused) {
       const again = this.el.querySelector(`[data-testid="${focused}"]`);
       if (again && !again.disabled) {
@@ -413,7 +441,23 @@ export class WorkOrderPanel {
     }
   }
 
+  /** Sent, decided or done: the values as a compact list (the form comes back with Change). */
+  renderValues(d, wo) {
+    const shown = (wo.confirmation && wo.confirmation.values_shown) || null;
+    const said = (values, name) => (values && values[name] !== undefined && values[name] !== null ? String(values[name]) : "");
+    const dl = h("dl", { class: "wo-values", testid: "wo-values" });
+    for (const f of d.fields) {
+      const v = said(wo.values, f.name);
+      const text = f.kind === "checkbox" ? t(v === "true" ? "pushes.yes" : "pushes.no") : v || t("pushes.blank");
+      const changed = shown && f.name in shown && said(shown, f.name) !== v;
+      dl.append(h("dt", {}, f.label), h("dd", { "data-field": f.name }, text,
+        changed ? h("span", { class: "wo-changed", testid: `wo-changed-${f.name}` }, ` ${t("wo.customer_changed", { value: said(shown, f.name) })}`) : null));
+    }
+    return dl;
+  }
+
   renderForm(d, wo) {
+    if (wo.state !== "draft") return this.renderValues(d, wo);
     const editable = this.editable();
     const shown = (wo.confirmation && wo.confirmation.values_shown) || {};
     const grid = h("div", { class: "wo-fields" });
@@ -456,8 +500,9 @@ export class WorkOrderPanel {
       });
       if (this.errors.has(f.name)) input.setAttribute("aria-invalid", "true");
       this.inputs.set(f.name, input);
+      const said = (values, name) => (values && values[name] !== undefined && values[name] !== null ? String(values[name]) : "");
       const changed = f.name in shown && wo.confirmation && wo.confirmation.values
-        && String(wo.confirmation.values[f.name]) !== String(shown[f.name]);
+        && said(wo.confirmation.values, f.name) !== said(shown, f.name);
       const label = h("span", {}, f.label, f.required ? h("span", { class: "req", "aria-hidden": "true" }, " *") : null,
         f.confirm ? h("span", { class: "muted wo-confirm" }, ` · ${t("wo.customer_confirms")}`) : null);
       const cls = `field wo-field${f.kind === "checkbox" ? " wo-check" : ""}${this.target === f.name ? " wo-target" : ""}`;
