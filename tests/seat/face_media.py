@@ -1,5 +1,5 @@
 """Real face photos for the face-match tests (shipped in scikit-image and matplotlib, see
-../shared/notes/face-match.md): the kiosk's video as a y4m file made from a photo, with slight motion."""
+../shared/notes/face-match.md): the kiosk's video as a file made from a photo, with slight motion."""
 
 from __future__ import annotations
 
@@ -46,16 +46,20 @@ def id_card_jpeg(name: str = "astronaut") -> bytes:
     return jpeg(card)
 
 
-def write_y4m(path: Path, bgr: np.ndarray, seconds: float = 4.0, fps: int = 15) -> Path:
-    """A video of the photo drifting a few pixels (so the encoder keeps sending frames)."""
+def write_video(path: Path, bgr: np.ndarray, seconds: float = 60.0, fps: int = 8) -> Path:
+    """A Motion-JPEG video of the photo drifting a few pixels (so the encoder keeps sending frames),
+    long enough for a whole test: the file source's loop is not relied on."""
     h, w = (bgr.shape[0] // 2) * 2, (bgr.shape[1] // 2) * 2
     bgr = cv2.resize(bgr, (w, h))
-    with path.open("wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened()
+    shifted = [cv2.warpAffine(bgr, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+               for dx in (-3, -2, -1, 0, 1, 2, 3, 2, 1, 0, -1, -2)]
+    try:
         for i in range(int(seconds * fps)):
-            dx = int(3 * np.sin(i / 5))
-            frame = cv2.warpAffine(bgr, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
-            f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+            writer.write(shifted[i % len(shifted)])
+    finally:
+        writer.release()
     return path
 
 
@@ -65,7 +69,7 @@ async def face_call(kiosk: Any, session_id: str, folder: Path, name: str = "astr
     from cloudbank.kiosk_client.call import Call
     from cloudbank.kiosk_client.media_sources import open_sources
 
-    video = write_y4m(folder / f"{name}.y4m", cv2.resize(photo(name), (640, 512)))
+    video = write_video(folder / f"{name}.avi", cv2.resize(photo(name), (640, 512)))
     call = await Call.for_session(kiosk.client, session_id, open_sources(video_file=video),
                                   ice_addresses=["127.0.0.1"])
     kiosk.call = call

@@ -38,6 +38,7 @@ async def test_shots(seat: Any, page: Page, kiosk: Any, tmp_path: Path) -> None:
         await forms.send_id_card(kiosk.client, session_id, id_card_jpeg(), "front")
         await expect(page.get_by_test_id("id-card")).to_have_count(1)
         if PHASE == "after":
+            await page.wait_for_timeout(3000)
             await page.get_by_test_id("snapshot").click()
             await expect(page.get_by_test_id("face-check-run")).to_be_enabled(timeout=15_000)
             await page.get_by_test_id("face-check-run").click()
