@@ -1,5 +1,9 @@
-"""`cloudbank bench asr [--streams K] [--seconds S] [--grammar] [--json PATH]`: speech recognition cost.
+"""`cloudbank bench asr [--streams K] [--sentences N] [--json PATH]`: what each installed speech engine
+gets right and what it costs (the accuracy run, `bench_accuracy.py`): festival bank sentences, clean and
+noisy, through Opus -> tap -> engine; WER, phrase-spotting recall and false alarms, RTF, memory per
+stream, streams per core, end of speech to final.
 
+`cloudbank bench asr --throughput [--streams K] [--seconds S] [--grammar]`: vosk's raw cost alone.
 Feeds S seconds of espeak-ng Korean speech (16 kHz mono) through warmed vosk recognisers, first one
 stream alone (the baseline), then K streams at once, each in its own thread as the video node runs
 them, as fast as they go. Reports per stream the real-time factor (CPU seconds and wall seconds per
@@ -130,9 +134,15 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--streams", type=int, default=2, help="streams recognised at once (default 2)")
     p.add_argument("--seconds", type=float, default=20.0, help="seconds of speech per stream (default 20)")
     p.add_argument("--grammar", action="store_true", help="restrict to a phrase grammar (as exact-word checks do)")
+    p.add_argument("--throughput", action="store_true",
+                   help="only vosk's raw cost on Korean speech (--seconds, --grammar), not the accuracy run")
+    p.add_argument("--sentences", type=int, default=0,
+                   help="accuracy run: the first N of the fixed sentences (default all)")
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
+    if not args.throughput:
+        return _run_accuracy(args, config)
     if not 1 <= args.streams <= 64 or not 1 <= args.seconds <= 3600:
         raise StartupError("--streams must be 1-64 and --seconds 1-3600")
     result = run_bench(config, args.streams, args.seconds, args.grammar)
@@ -151,4 +161,18 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-register_bench("asr", "speech recognition: real-time factor per stream, streams per core", _add_args, _run)
+def _run_accuracy(args: argparse.Namespace, config: Config) -> int:
+    from cloudbank.video.bench_accuracy import SENTENCES, print_table, run_accuracy
+
+    if not 1 <= args.streams <= 16 or not 0 <= args.sentences <= len(SENTENCES):
+        raise StartupError(f"--streams must be 1-16 and --sentences 0-{len(SENTENCES)}")
+    result = run_accuracy(config, streams=args.streams, limit=args.sentences or None)
+    print_table(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    sys.stdout.flush()
+    return 0
+
+
+register_bench("asr", "speech engines: accuracy (WER, phrase recall, false alarms) and cost, per installed engine",
+               _add_args, _run)
