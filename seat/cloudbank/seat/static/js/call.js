@@ -9,6 +9,7 @@ import { QualityMeter } from "./quality.js";
 import { Transcript } from "./transcript.js";
 import { ActionPanel } from "./actions.js";
 import { IdCards } from "./id_cards.js";
+import { FaceCheck } from "./face_check.js";
 import { PushAnswers } from "./pushes.js";
 import { WorkOrderPanel } from "./work_order.js";
 import { MediaProblem, reasonNote } from "./media_problem.js";
@@ -132,6 +133,10 @@ export class CallScreen {
       language: () => (this.call.transcription && this.call.transcription.language) || "en",
       onNote: (key, params, kind) => this.note(key, params, kind) });
     this.workOrder.attach(this.transcript.el);
+    // The ID check (face match) keeps its picks and result across re-renders too.
+    if (this.faceCheck) this.faceCheck.render();
+    else this.faceCheck = new FaceCheck(this.api, { sessionId: this.sessionId,
+      onNote: (key, params, kind) => this.note(key, params, kind) });
     const panelEl = h("div", { class: "panel-slot" });
     this.panel = new ActionPanel(panelEl, (path, body) => this.post(path, body).then((r) => this.afterAction(path, body, r)),
       this.services);
@@ -161,7 +166,7 @@ export class CallScreen {
           action("transfer", "call.transfer"), this.endBtn),
         this.workOrder.el, this.log),
       // The side column keeps the stage still: forms open above the transcript, not under the video.
-      h("div", { class: "side" }, panelEl, this.pushes.el, this.transcript.el, this.transcript.suggestEl, this.idCards.el, this.shots)));
+      h("div", { class: "side" }, panelEl, this.pushes.el, this.transcript.el, this.transcript.suggestEl, this.idCards.el, this.faceCheck.el, this.shots)));
     // Moving a playing <video> to the new tree pauses it.
     for (const v of [this.remote, this.local]) if (v.srcObject) v.play().catch(() => {});
     for (const entry of this.call.log) this.showNote(entry);
@@ -174,6 +179,7 @@ export class CallScreen {
    * keyword hits and snapshots, and whether it is on hold (a reload or a re-render starts empty). */
   load() {
     this.idCards.load(this.sessionId);
+    this.faceCheck.load();
     this.pushes.load(this.sessionId);
     this.workOrder.load();
     const id = encodeURIComponent(this.sessionId);
@@ -379,6 +385,7 @@ export class CallScreen {
     if (!msg.url || this.snapshots.has(msg.url)) return;
     this.snapshots.set(msg.url, msg);
     this.showSnapshot(msg);
+    this.faceCheck.addSnapshot(msg);
     if (!quiet) this.note("call.snapshot_taken");
   }
 
@@ -399,7 +406,8 @@ export class CallScreen {
       case "keyword": this.transcript.keyword(ev); this.workOrder.keyword(ev); break;
       case "work_order.update": this.workOrder.update(ev.work_order); break;
       case "snapshot": this.addSnapshot(ev); break;
-      case "id_card": this.idCards.add(ev); break;
+      case "id_card": this.idCards.add(ev); this.faceCheck.addCard(ev); break;
+      case "id_check": this.faceCheck.event(ev); break;
       case "push.response": this.answered(ev); break;
       case "authorisation.result": {
         const granted = ev.state === "granted";
@@ -446,6 +454,7 @@ export class CallScreen {
     if (this.link) this.link.close();
     for (const tr of this.stream ? this.stream.getTracks() : []) tr.stop();
     if (this.idCards) this.idCards.destroy();
+    if (this.faceCheck) this.faceCheck.destroy();
     if (this.pushes) this.pushes.destroy();
   }
 }
