@@ -120,12 +120,6 @@ export class CallScreen {
     this.pushes = new PushAnswers(this.api, { startedAt: this.startedAt,
       onError: (message) => this.note("pushes.failed", { message }, "warn") });
     this.transcript = new Transcript();
-    // The call's work order keeps its state across re-renders; transcript words go into its fields.
-    if (this.workOrder) this.workOrder.render();
-    else this.workOrder = new WorkOrderPanel(this.api, { sessionId: this.sessionId, service: s.service,
-      language: () => (this.call.transcription && this.call.transcription.language) || "en",
-      onNote: (key, params, kind) => this.note(key, params, kind) });
-    this.workOrder.attach(this.transcript.el);
     this.transcript.transcription(this.call.transcription);   // as the video node last said (a re-render)
     // The call's work order keeps its state across re-renders; transcript words go into its fields.
     if (this.workOrder) this.workOrder.render();
