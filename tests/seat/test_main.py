@@ -125,7 +125,7 @@ async def test_every_control_has_a_testid_and_a_name_on_every_screen(seat: Any, 
     await expect(page.get_by_test_id("wrapup")).to_be_visible()
     assert await page.evaluate(UNLABELLED) == [], "wrap-up"
     await seat.login(second_page, "super1")
-    await expect(second_page.get_by_test_id("wallboard").locator("table")).to_be_visible()
+    await expect(second_page.get_by_test_id("wallboard").get_by_role("table", name="Wallboard")).to_be_visible()
     assert await second_page.evaluate(UNLABELLED) == [], "supervisor"
 
 
