@@ -29,6 +29,14 @@ async def test_shots(stack: Stack, teller: Teller, phone: tuple[Page, list[str]]
     try:
         await call.join()
         await expect(page.get_by_test_id("call-state")).to_have_attribute("data-state", "connected", timeout=20_000)
+        if PHASE == "after":
+            import skimage
+
+            async with page.expect_file_chooser() as chooser:
+                await page.get_by_test_id("id-photo-take").tap()
+            await (await chooser.value).set_files(str(Path(skimage.__file__).parent / "data" / "astronaut.png"))
+            await expect(page.get_by_test_id("id-photo-status")).to_have_text(
+                "Your teller has the photo of your ID card.", timeout=20_000)
         OUT.mkdir(parents=True, exist_ok=True)
         for w, h in ((1366, 768), (390, 844)):
             await page.set_viewport_size({"width": w, "height": h})

@@ -61,6 +61,13 @@ export default {
   "call.teller_video": "Your teller",
   "call.own_video": "You",
   "call.hang_up": "Hang up",
+  "id_photo.take": "Photograph your ID card",
+  "id_photo.sending": "Sending the photo to your teller…",
+  "id_photo.sent": "Your teller has the photo of your ID card.",
+  "id_photo.not_image": "That file is not a photo. Take a photo of your ID card, or choose a JPEG or PNG picture.",
+  "id_photo.unreadable": "That photo could not be read. Please take it again.",
+  "id_photo.too_large": "That photo is too large to send. Please take it again.",
+  "id_photo.failed": "The photo could not be sent: {message}",
 
   "push.from_teller": "From your teller",
   "push.open_document": "Open the document",

@@ -60,6 +60,13 @@ export default {
   "call.teller_video": "您的柜员",
   "call.own_video": "您自己",
   "call.hang_up": "挂断",
+  "id_photo.take": "拍摄身份证",
+  "id_photo.sending": "正在把照片发送给柜员…",
+  "id_photo.sent": "柜员已收到您的身份证照片。",
+  "id_photo.not_image": "该文件不是照片。请拍摄身份证，或选择 JPEG 或 PNG 图片。",
+  "id_photo.unreadable": "无法读取该照片，请重新拍摄。",
+  "id_photo.too_large": "照片太大，无法发送，请重新拍摄。",
+  "id_photo.failed": "照片未能发送：{message}",
 
   "push.from_teller": "来自柜员",
   "push.open_document": "打开文件",

@@ -6,6 +6,7 @@
 import { Api, ApiError, wsUrl } from "./api.js";
 import { $, CustomerCall } from "./customer_call.js";
 import { language, t } from "./i18n.js";
+import { mountIdPhoto } from "./id_photo.js";
 
 const TOKEN_KEY = "cloudbank.phone.token";
 const CALLBACK_BOOKED = "done.callback_booked";
@@ -48,6 +49,7 @@ const visit = new CustomerCall({
   },
 });
 window.cloudbankPhone = visit;   // for debugging and for tests that read the call's statistics
+mountIdPhoto({ api: visit.api, sessionId: () => visit.sessionId, friendly });
 const error = (message) => visit.error(message);
 let challenge = null;
 
