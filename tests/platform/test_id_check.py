@@ -214,3 +214,21 @@ async def test_bad_input_is_refused_and_changes_nothing(api: Client, config: Con
     snap.write_bytes(snap.read_bytes() + b"\x00")
     await refused(await post(api, f"/sessions/{c.sid}/id_check", c.teller, body), 409, "changed since")
     assert len(await api.app[AUDIT].records()) == audit_before
+
+
+async def test_without_the_face_extra_the_check_says_how_to_install_it(api: Client, config: Config,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from cloudbank.platform.id_check import FACE_MATCHER, Matcher
+
+    c = await call(api)
+    card = await send_card(api, c, face_media.id_card_jpeg("astronaut"))
+    shot = await store_snapshot(api, c, face_media.jpeg(face_media.photo("astronaut")))
+    monkeypatch.setitem(sys.modules, "dlib", None)  # `import dlib` raises ImportError, as without the extra
+    monkeypatch.setitem(api.app._state, FACE_MATCHER, Matcher())  # noqa: SLF001 - a fresh, never-loaded matcher
+    audit_before = len(await api.app[AUDIT].records())
+    body = await refused(await post(api, f"/sessions/{c.sid}/id_check", c.teller,
+                                    {"id_card": card["name"], "snapshot": shot}), 503, "pip install -e '.[face]'")
+    assert body["error"] == "unavailable"
+    assert len(await api.app[AUDIT].records()) == audit_before and crops(config, c.sid) == []
