@@ -360,6 +360,13 @@ async def test_an_unsaid_disclosure_blocks_complete_until_a_supervisor_overrides
         await page.get_by_test_id("wo-field-debit_account").fill("98765432")
         await page.get_by_test_id("wo-field-cooling_off_understood").check()
         await expect(page.get_by_test_id("wo-auth")).to_have_attribute("data-state", "none")
+        # In Chinese too, the values typed so far kept.
+        await page.get_by_test_id("language").select_option("zh")
+        await expect(page.get_by_test_id("wo-state")).to_have_text("草稿")
+        await expect(page.get_by_test_id("wo-send")).to_have_text("发送给客户确认")
+        await expect(page.get_by_test_id("wo-field-amount")).to_have_value("5000")
+        await page.get_by_test_id("language").select_option("en")
+        await expect(page.get_by_test_id("wo-send")).to_have_text("Send to customer")
 
         await node.add("teller", line("here is the risk disclosure and you may lose money", 5.0))
         await node.add("customer", line("i understand the risk i want to buy this fund", 12.0))
