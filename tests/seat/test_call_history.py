@@ -102,3 +102,23 @@ async def test_language_switch_in_place_and_reload_rebuild_the_call(seat: Any, p
     await expect(page.get_by_test_id("call-hold")).to_have_attribute("aria-pressed", "true")
     await expect(page.get_by_test_id("call-hold")).to_have_text("Resume")
     assert not [e for e in page_errors if "pageerror" in e], page_errors
+
+
+async def test_the_wrap_up_switches_language_in_place_keeping_what_was_typed(seat: Any, page: Page,
+                                                                               kiosk: Any) -> None:
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    await seat.accept_offer(page, kiosk, join=False)
+    await page.get_by_test_id("end-call").click()
+    await expect(page.get_by_test_id("wrapup")).to_be_visible()
+    await page.get_by_test_id("wrapup-code").select_option("follow_up")
+    await page.get_by_test_id("wrapup-notes").fill("call back about the fund")
+    await page.get_by_test_id("wrapup-not-ready").check()
+    await page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    await page.get_by_test_id("language").select_option("zh")
+    await expect(page.get_by_test_id("wrapup-submit")).to_have_text("完成话后处理")
+    assert await page.evaluate("window.__sameDocument === true"), "the language switch reloaded the page"
+    await expect(page.get_by_test_id("wrapup-code")).to_have_value("follow_up")
+    await expect(page.get_by_test_id("wrapup-notes")).to_have_value("call back about the fund")
+    await expect(page.get_by_test_id("wrapup-not-ready")).to_be_checked()
+    await expect(page.get_by_test_id("wrapup-time-left")).not_to_be_empty()

@@ -92,7 +92,7 @@ export class WrapupScreen {
       }
     });
     fill(this.root, h("div", { class: "center" }, form));
-    this.fields = { code, notes, service };
+    this.fields = { code, notes, service, notReady };
     this.endedBy(this.call.ended_by);
     this.until = (this.call.ended_at || Date.now() / 1000) + this.wrapupSeconds;
     this.tick = () => {
@@ -117,6 +117,21 @@ export class WrapupScreen {
     this.tick();
     this.timer = setInterval(this.tick, 500);
     code.focus();
+  }
+
+  /** The form in another language, keeping what the teller has entered and where they were. */
+  relabel() {
+    const { code, notes, service, notReady } = this.fields;
+    const kept = { code: code.value, notes: notes.value, service: service.value, notReady: notReady.checked };
+    const focused = document.activeElement && document.activeElement.id;
+    clearInterval(this.timer);
+    this.render();
+    Object.assign(this.fields.code, { value: kept.code });
+    Object.assign(this.fields.notes, { value: kept.notes });
+    Object.assign(this.fields.service, { value: kept.service });
+    this.fields.notReady.checked = kept.notReady;
+    const again = focused && document.getElementById(focused);
+    if (again) again.focus();
   }
 
   /**
