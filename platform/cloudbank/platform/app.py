@@ -12,7 +12,6 @@ from cloudbank.platform import (
     floor,
     id_cards,
     id_check,
-    id_check,
     identity_api,
     matcher,
     openapi,
@@ -40,7 +39,6 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(sessions_api.routes)
     app.add_routes(talk.routes)
     app.add_routes(id_cards.routes)
-    id_check.setup(app)  # routes, and the face matcher made on first use
     id_check.setup(app)  # routes, and the face matcher made on first use
     app.add_routes(pushes.routes)
     app.add_routes(session_history.routes)

@@ -77,15 +77,15 @@ class SeatApp {
   }
 
   /** Another language without a reload: the top bar, the badge and the screen in the new words.
-   * The call, home and sign-in screens re-render in place (the call keeps its video); the others
-   * are rebuilt by a reload, which they survive. */
+   * The call, wrap-up, home and sign-in screens re-render in place (the call keeps its video, the
+   * wrap-up what was typed); the supervisor view is rebuilt by a reload, which it survives. */
   switchLanguage(lang) {
     setLanguage(lang);
     this.topbar();
     this.renderBadge(this.tellerState.state);
     if (this.lastConn) this.connStatus(...this.lastConn);
     const screen = this.screen;
-    if (screen instanceof CallScreen) screen.relabel();
+    if (screen instanceof CallScreen || screen instanceof WrapupScreen) screen.relabel();
     else if (screen instanceof HomeScreen) screen.render();
     else if (!this.auth.token) this.showLogin();
     else location.reload();
@@ -174,7 +174,7 @@ class SeatApp {
     this.events.on("*", (ev) => this.event(ev));
     this.events.start();
     if (role === "supervisor") {
-      const sup = new SupervisorScreen(this.root, { api: this.api, seatApi: this.seatApi,
+      const sup = new SupervisorScreen(this.root, { api: this.api,
         services: Object.fromEntries(await this.loadServices()) });
       this.setScreen(sup);
       sup.start();
