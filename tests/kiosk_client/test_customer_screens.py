@@ -409,3 +409,41 @@ async def _ticket_of(stack: Stack, service: str, ticket_id: str = "") -> str:
         raise AssertionError(f"no ticket for {service}")
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize("app", ["kiosk", "phone"])
+async def test_a_teller_who_accepts_before_the_ticket_answer_arrives_keeps_the_call_on_screen(
+        app: str, stack: Stack, teller: Teller, kiosk_url: str, browser: Browser) -> None:
+    # A ready teller is offered the ticket as it is created and may accept at once: the events then
+    # start the call before the page has read its own POST tickets answer (seen in CI: the queue
+    # screen came back over the call and the customer never saw the end of it).
+    context = await new_context(browser, PHONE if app == "phone" else KIOSK)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    held: list[Any] = []
+
+    async def hold_ticket_answer(route: Any) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        response = await route.fetch()  # the platform has the ticket; the page does not know yet
+        held.append((route, response))
+
+    try:
+        await _to_services(app, page, stack, kiosk_url)
+        await page.route("**/tickets", hold_ticket_answer)
+        await page.get_by_test_id("service-general").tap()
+        session_id, _ = await teller.accept_next(timeout=30)
+        await expect(page.get_by_test_id("screen-call")).to_be_visible()
+        await until(lambda: bool(held), 10)
+        route, response = held[0]
+        await route.fulfill(response=response)
+        await page.wait_for_function("() => performance.getEntriesByType('resource')"
+                                     ".some((e) => e.name.endsWith('/tickets'))")
+        await page.wait_for_timeout(300)  # the page's handler of that answer has run
+        await expect(page.get_by_test_id("screen-call")).to_be_visible()
+        await expect(page.get_by_test_id("screen-wait")).to_be_hidden()
+        await teller.client.request("POST", f"sessions/{session_id}/end")
+        await expect(page.get_by_test_id("screen-done")).to_be_visible()
+    finally:
+        await context.close()

@@ -145,6 +145,9 @@ export class CustomerCall {
   async takeTicket(code) {
     await this.events.ready;   // subscribed before the ticket exists: no update can be missed
     const { ticket } = await this.api.request("POST", "tickets", { service: code });
+    // A ready teller can be offered and accept before this answer arrives: the events have then
+    // moved the visit on, and the queue screen must not come back over the call.
+    if (this.screen === "call" || this.screen === "done") return;
     this.updateTicket(ticket);
     this.show("wait");
   }
