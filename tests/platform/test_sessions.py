@@ -332,6 +332,21 @@ def test_the_transition_table_is_closed() -> None:
     assert TRANSITIONS["closed"] == frozenset()
 
 
+async def test_media_coming_back_does_not_resume_a_held_call(api: Client) -> None:
+    """A teller's reload (or either side's network change) activates again: a held customer stays held."""
+    c = await call(api)
+    sid = c.session["id"]
+    await post(api, f"/sessions/{sid}/activate", c.customer)
+    assert (await post(api, f"/sessions/{sid}/hold", c.teller)).status == 200
+    audit = len(await api.app[AUDIT].records())
+    for who in (c.teller, c.customer):
+        resp = await post(api, f"/sessions/{sid}/activate", who)
+        assert resp.status == 200 and (await resp.json())["session"]["state"] == "on_hold"
+    assert await state_of(api, sid) == "on_hold" and len(await api.app[AUDIT].records()) == audit
+    assert (await post(api, f"/sessions/{sid}/resume", c.teller)).status == 200
+    assert await state_of(api, sid) == "active"
+
+
 async def test_concurrent_moves_only_one_wins(api: Client) -> None:
     import asyncio
 

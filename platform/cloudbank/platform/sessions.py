@@ -353,8 +353,10 @@ class Sessions:
 
     async def activate(self, session_id: str, claims: Claims) -> Session:
         session, _ = await self.for_party(session_id, claims)
-        if session.state == "active":
-            return session  # media came up again after a rejoin: nothing to change
+        if session.state in ("active", "on_hold"):
+            # Media came up again after a rejoin (a reload, a network change): nothing changes. A
+            # held call stays held: only the teller's Resume brings the customer back.
+            return session
         return await self.move(session, "active", actor(claims), "session.active")
 
     async def hold(self, session_id: str, claims: Claims) -> Session:
