@@ -223,6 +223,8 @@ async def test_recordings_devices_and_retention_in_the_console(deployment: tuple
             page.set_default_timeout(10_000)
             page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
             page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            # Which URL was refused, so a failure names it (the console message does not).
+            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
             await sign_in(page, url, "admin1")
             await page.get_by_test_id("tab-recordings").click()

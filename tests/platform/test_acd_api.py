@@ -143,6 +143,24 @@ async def test_kiosk_ticket_offered_to_a_teller_on_the_other_node_and_accepted(
     assert updates[-1] == "connected"
 
 
+async def test_a_teller_who_signs_out_is_offered_nothing(api: Client) -> None:
+    """Sign out is one request (the console sends it as the page goes): revoked and offline at once."""
+    _, th = await teller(api, "alice")
+    ready = await ok(await api.post("/teller/state", json={"state": "ready"}, headers=th))
+    assert ready["teller"]["state"] == "ready"
+    await ok(await api.post("/logout", headers=th))
+    assert (await api.get("/teller", headers=th)).status == 401
+    _, kh = await kiosk(api)
+    ticket = await take_ticket(api, kh)
+    assert ticket["state"] == "waiting"  # nobody ready: the signed-out teller is not offered it
+    # A teller with a call ringing who signs out is still signed out; the offer times out on its own.
+    _, bh = await teller(api, "bob")
+    ringing = await ok(await api.post("/teller/state", json={"state": "ready"}, headers=bh))
+    assert ringing["teller"]["state"] == "offered"
+    await ok(await api.post("/logout", headers=bh))
+    assert (await api.get("/teller", headers=bh)).status == 401
+
+
 async def test_session_that_cannot_start_gives_the_ticket_back(api: Client, starter: Starter) -> None:
     _, kh = await kiosk(api)
     ticket = await take_ticket(api, kh)

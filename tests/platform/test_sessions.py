@@ -31,6 +31,7 @@ from cloudbank.platform.errors import Forbidden
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.pushes import MAX_SIGNATURE_BYTES
 from cloudbank.platform.records import sessions as sessions_table
+from cloudbank.platform.routing import ROUTER
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
 from cloudbank.platform.sessions import TRANSITIONS, pick_node
 from cloudbank.platform.tokens import Claims
@@ -345,6 +346,26 @@ async def test_media_coming_back_does_not_resume_a_held_call(api: Client) -> Non
     assert await state_of(api, sid) == "on_hold" and len(await api.app[AUDIT].records()) == audit
     assert (await post(api, f"/sessions/{sid}/resume", c.teller)).status == 200
     assert await state_of(api, sid) == "active"
+
+
+async def test_the_teller_is_in_wrap_up_at_the_acd_when_the_end_is_announced(
+        api: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console shows its wrap-up on the session.update event and asks the ACD at once: it must not
+    be told the teller is still in a call."""
+    c = await call(api)
+    sid = c.session["id"]
+    await post(api, f"/sessions/{sid}/activate", c.teller)
+    seen: list[str] = []
+    publish = events.publish_to_session
+
+    async def watching(redis: Any, session_id: str, event: dict[str, Any]) -> None:
+        if event.get("type") == "session.update" and event["session"]["state"] == "wrap_up":
+            seen.append((await api.app[ROUTER].teller(c.teller.id))["state"])
+        await publish(redis, session_id, event)
+
+    monkeypatch.setattr(events, "publish_to_session", watching)
+    assert (await post(api, f"/sessions/{sid}/end", c.customer)).status == 200
+    assert seen == ["wrap_up"]
 
 
 async def test_concurrent_moves_only_one_wins(api: Client) -> None:

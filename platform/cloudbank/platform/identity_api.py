@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from cloudbank.platform.errors import Forbidden, Unauthorized
+from cloudbank.platform.errors import Conflict, Forbidden, Unauthorized
 from cloudbank.platform.identity import Directory, LoginGuard
+from cloudbank.platform.routing import ROUTER
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS, authenticate, revoke, revoke_holder
 from cloudbank.platform.validation import limit, read_json
 
@@ -64,6 +66,11 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
     claims = await authenticate(request)
+    if claims.role == "teller":
+        # Signed out means no more offers: one request does both, so a console closed right after its
+        # Sign out (the request sent with keepalive) still leaves no ready teller behind.
+        with contextlib.suppress(Conflict):  # in a call or ringing: that ends on its own terms
+            await request.app[ROUTER].set_state(claims.sub, "offline", "signed out")
     await revoke(request.app[REDIS], claims)
     return web.json_response({"ok": True})
 

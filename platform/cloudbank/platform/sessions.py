@@ -226,8 +226,10 @@ class Sessions:
         return session, party
 
     async def move(self, session: Session, target: str, who: str, action: str,
-                   details: dict[str, Any] | None = None, **values: Any) -> Session:
-        """Compare-and-set the state; 409 when the session is not in a state that allows `target`."""
+                   details: dict[str, Any] | None = None, announce: bool = True, **values: Any) -> Session:
+        """Compare-and-set the state; 409 when the session is not in a state that allows `target`.
+
+        announce=False leaves the session.update event to the caller (after its other changes)."""
         sources = [s for s, nxt in TRANSITIONS.items() if target in nxt]
         if session.state not in sources:
             raise Conflict(f"the session is {session.state}; it cannot go to {target}", state=session.state)
@@ -244,9 +246,13 @@ class Sessions:
             await self.redis.set(events.ended_key(session.id), "1", ex=max(3600, 2 * self.config.join_token_ttl_s))
         await self.app[AUDIT].append(who, action, f"session:{session.id}",
                                      {"from": session.state, "to": target, **(details or {})})
-        await events.publish_to_session(self.redis, session.id, {"type": "session.update",
-                                                                 "session": moved.public()})
+        if announce:
+            await self.announce(moved)
         return moved
+
+    async def announce(self, session: Session) -> None:
+        await events.publish_to_session(self.redis, session.id, {"type": "session.update",
+                                                                 "session": session.public()})
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -372,10 +378,13 @@ class Sessions:
     async def end(self, session_id: str, claims: Claims) -> Session:
         """Either party hangs up: the teller goes to wrap-up (at the ACD too)."""
         session, party = await self.for_party(session_id, claims)
-        moved = await self.move(session, "wrap_up", actor(claims), "session.ended", {"by": party})
+        moved = await self.move(session, "wrap_up", actor(claims), "session.ended", {"by": party}, announce=False)
         note = await acd_link.call_ended(self.app, session.teller_id, session.ticket_id)
         if note:
             await self.app[AUDIT].append("platform", "session.acd_note", f"session:{session.id}", {"acd": note})
+        # Told only now: a console that shows its wrap-up on this event and asks the ACD finds the
+        # teller in wrap-up, not still "in a call".
+        await self.announce(moved)
         await events.publish_to_session(self.redis, session.id, {"type": "session.ended", "by": party,
                                                                  "session": moved.public()})
         return moved

@@ -96,3 +96,10 @@ export class Api {
     return URL.createObjectURL(await response.blob());
   }
 }
+
+/** Sign-out's revocation: POST url with the token, kept alive past the page (closed, reloaded or
+ * navigated away right after Sign out), errors ignored (the local sign-out already happened). */
+export function revokeToken(url, token) {
+  fetch(url, { method: "POST", headers: { Authorization: `Bearer ${token}` }, keepalive: true,
+    credentials: "omit", cache: "no-store" }).catch(() => {});
+}

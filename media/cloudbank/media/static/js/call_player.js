@@ -229,7 +229,8 @@ export function renderCallPlayer(root, { manifest, src, transcript = [] }) {
   function destroy() {
     clearInterval(timer);
     for (const p of players) {
-      for (const el of [p.el, p.spare]) if (el) { el.pause(); el.removeAttribute("src"); }
+      // load() with no src aborts a fetch in flight (a detached element keeps loading otherwise).
+      for (const el of [p.el, p.spare]) if (el) { el.pause(); el.removeAttribute("src"); el.load(); }
     }
   }
   render();

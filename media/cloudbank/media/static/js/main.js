@@ -1,6 +1,6 @@
 // The media admin console: sign in, then tabs for the library, playlists, recordings, devices and
 // settings. Supervisors see recordings and devices only (the server enforces it too).
-import { Api, ApiError, NetworkError } from "./api.js";
+import { Api, ApiError, NetworkError, revokeToken } from "./api.js";
 import { Auth } from "./auth.js";
 import { h, fill } from "./dom.js";
 import { LANGUAGES, language, onLanguageChange, setLanguage, t } from "./i18n.js";
@@ -22,7 +22,14 @@ const TABS = [
 const auth = new Auth();
 const screen = document.getElementById("screen");
 const noticeEl = document.getElementById("notice");
-const state = { tab: null, config: { api: "/api/", heartbeat_stale_s: 120 } };
+// leave: what the shown tab returned from its render, called before another screen replaces it.
+const state = { tab: null, leave: null, config: { api: "/api/", heartbeat_stale_s: 120 } };
+
+function leaveTab() {
+  const leave = state.leave;
+  state.leave = null;
+  if (typeof leave === "function") leave();
+}
 
 function expired() {
   auth.clear();
@@ -68,12 +75,14 @@ function show(tabId) {
   state.tab = tab.id;
   ctx.notify("");
   renderChrome();
+  leaveTab();
   fill(screen);
   screen.dataset.tab = tab.id;
-  tab.render(screen, ctx);
+  state.leave = tab.render(screen, ctx);
 }
 
 function showLogin(notice = "") {
+  leaveTab();
   state.tab = null;
   renderChrome();
   renderLogin(screen, {
@@ -97,10 +106,13 @@ async function start() {
   document.documentElement.lang = language() === "zh" ? "zh-CN" : "en";
   lang.addEventListener("change", () => { if (LANGUAGES.includes(lang.value)) setLanguage(lang.value); });
   onLanguageChange(() => (auth.token && state.tab ? show(state.tab) : showLogin()));
-  document.getElementById("logout").addEventListener("click", async () => {
-    try { await ctx.platform.post("logout"); } catch { /* signed out locally anyway */ }
+  document.getElementById("logout").addEventListener("click", () => {
+    // Signed out here first (nothing on the screen still loading with the token, none kept by a page
+    // closed or reloaded meanwhile), then the token, held only here, is revoked.
+    const token = auth.token;
     auth.clear();
     showLogin(t("login.signed_out"));
+    if (token) revokeToken(ctx.platform.url("logout"), token);
   });
   if (auth.token) show(auth.role === "admin" ? "library" : "recordings");
   else showLogin();

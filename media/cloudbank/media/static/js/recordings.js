@@ -115,4 +115,6 @@ export function renderRecordings(root, ctx) {
   form.addEventListener("submit", search);
   fill(root, h("h2", {}, t("tab.recordings")), form, detail, results);
   search();
+  // Leaving the tab (or signing out) stops the player's loads before its token is revoked.
+  return () => { if (player) player.destroy(); player = null; };
 }

@@ -82,3 +82,10 @@ export class Api {
   get(path) { return this.call("GET", path); }
   post(path, body = {}) { return this.call("POST", path, body); }
 }
+
+/** Sign-out's revocation: POST url with the token, kept alive past the page (closed, reloaded or
+ * navigated away right after Sign out), errors ignored (the local sign-out already happened). */
+export function revokeToken(url, token) {
+  fetch(url, { method: "POST", headers: { Authorization: `Bearer ${token}` }, keepalive: true,
+    credentials: "omit", cache: "no-store" }).catch(() => {});
+}

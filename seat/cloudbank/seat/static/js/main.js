@@ -1,7 +1,7 @@
 // The seat console's controller: signs the person in, keeps the event socket, and moves between
 // the screens (login, teller home, offer, call, wrap-up, supervisor). A reload returns to where
 // the person was: the token, the current call and the last event id live in sessionStorage.
-import { Api, ApiError } from "./api.js";
+import { Api, ApiError, revokeToken } from "./api.js";
 import { Auth } from "./auth.js";
 import { EventStream } from "./events.js";
 import { h, fill } from "./dom.js";
@@ -142,16 +142,15 @@ class SeatApp {
     this.expiring = false;
   }
 
-  async logout() {
-    // A teller who signs out must not be offered calls: go offline first (best effort).
-    if (this.auth.role === "teller") {
-      try { await this.api.post("teller/state", { state: "offline" }); } catch { /* e.g. in a call */ }
-    }
-    try { await this.api.post("logout", {}); } catch { /* signing out locally is what matters */ }
+  logout() {
+    // Signed out here first, so a page closed or reloaded meanwhile keeps no token; then the token is
+    // revoked (and a teller taken offline: no more offers) by a request that outlives the page.
+    const token = this.auth.token;
     this.stopAll();
     this.auth.clear();
     history.replaceState(null, "", location.pathname);
     this.showLogin(t("login.signed_out"));
+    if (token) revokeToken(this.api.url("logout"), token);
   }
 
   async signedIn(body) {
@@ -258,6 +257,7 @@ class SeatApp {
   async refreshHome() {
     if (!(this.screen instanceof HomeScreen)) return;
     try {
+      const asOf = this.tellerState.asOf();
       const data = await this.api.get("teller");
       const state = normaliseTeller(data).state;
       // Busy but no call on screen (the browser was closed or another one used): offer the way
@@ -268,7 +268,7 @@ class SeatApp {
       }
       // The data first, then the state: the store's subscribers (home among them) render once more.
       if (this.screen instanceof HomeScreen) this.screen.data = normaliseTeller(data);
-      this.tellerState.fromTeller(data.teller || { state });
+      this.tellerState.fromTeller(data.teller || { state }, asOf);
       if (this.screen instanceof HomeScreen) this.screen.render(data);
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return;
@@ -354,7 +354,8 @@ class SeatApp {
 
   /** Ask the platform for the teller's state whatever screen is shown (an offer came and went). */
   async syncState() {
-    try { this.tellerState.fromTeller((await this.api.get("teller")).teller); } catch { /* next event */ }
+    const asOf = this.tellerState.asOf();
+    try { this.tellerState.fromTeller((await this.api.get("teller")).teller, asOf); } catch { /* next event */ }
   }
 
   callEnded(call) {
@@ -378,9 +379,10 @@ class SeatApp {
     });
     this.setScreen(screen);
     screen.render();
+    const asOf = this.tellerState.asOf();
     this.api.get("teller").then((d) => {
       screen.setUntil(normaliseTeller(d).wrapupUntil);
-      this.tellerState.fromTeller(d.teller);
+      this.tellerState.fromTeller(d.teller, asOf);
     }).catch(() => {});
   }
 

@@ -14,6 +14,13 @@ export class TellerState {
   constructor() {
     this.value = { state: null, reason: null, since: null, wrapupUntil: null };
     this.listeners = new Set();
+    // Counts set()s: an answer to a request sent before the last one is older than what is shown.
+    this.version = 0;
+  }
+
+  /** Taken when a request for the teller's state goes out; given back to fromTeller with its answer. */
+  asOf() {
+    return this.version;
   }
 
   get state() {
@@ -25,6 +32,7 @@ export class TellerState {
    * state again keeps its `since` (a refresh must not reset the teller's time in state).
    */
   set(patch) {
+    this.version += 1;
     const prev = this.value;
     const next = { ...prev };
     if ("state" in patch) next.state = normaliseState(patch.state);
@@ -38,8 +46,14 @@ export class TellerState {
     if (changed) for (const fn of [...this.listeners]) fn(next, prev);
   }
 
-  /** The platform's view of the teller (`GET teller` answer or a `teller.state` event's teller). */
-  fromTeller(teller) {
+  /**
+   * The platform's view of the teller (`GET teller` answer or a `teller.state` event's teller).
+   * asOf: the version when the request went out. If anything set the state since (the teller hung
+   * up while a slow GET was out), the answer is stale and dropped: it would say "In a call" over
+   * the wrap-up form.
+   */
+  fromTeller(teller, asOf = null) {
+    if (asOf !== null && asOf !== this.version) return;
     const st = (teller && teller.teller) || teller || {};
     this.set({ state: st.state || "offline", reason: st.reason || null, since: Number(st.since) || null,
       wrapupUntil: Number(st.wrapup_until) || null });
