@@ -33,7 +33,7 @@ from cloudbank.platform.pushes import MAX_SIGNATURE_BYTES
 from cloudbank.platform.records import sessions as sessions_table
 from cloudbank.platform.routing import ROUTER
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
-from cloudbank.platform.sessions import TRANSITIONS, pick_node
+from cloudbank.platform.sessions import TRANSITIONS, Sessions, pick_node
 from cloudbank.platform.tokens import Claims
 
 Client = TestClient[Any, Any]
@@ -366,6 +366,33 @@ async def test_the_teller_is_in_wrap_up_at_the_acd_when_the_end_is_announced(
     monkeypatch.setattr(events, "publish_to_session", watching)
     assert (await post(api, f"/sessions/{sid}/end", c.customer)).status == 200
     assert seen == ["wrap_up"]
+
+
+async def test_hanging_up_wins_over_media_coming_up_at_the_same_moment(
+        api: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The teller hangs up as the call's media comes up: end read `connecting`, activate moved it to
+    `active` first. The end must still happen (it was a 409, and the console showed its wrap-up
+    while the session and the ACD stayed in the call)."""
+    c = await call(api)
+    sid = c.session["id"]
+    customer = await api.app[KEYS].verify(c.customer.headers["Authorization"].removeprefix("Bearer "))
+    original = Sessions.for_party
+    armed = [True]
+
+    async def media_comes_up_meanwhile(self: Sessions, *args: Any, **kwargs: Any) -> Any:
+        found = await original(self, *args, **kwargs)
+        if armed[0]:
+            armed[0] = False
+            await self.activate(sid, customer)
+        return found
+
+    monkeypatch.setattr(Sessions, "for_party", media_comes_up_meanwhile)
+    resp = await post(api, f"/sessions/{sid}/end", c.teller)
+    assert resp.status == 200, await resp.text()
+    assert not armed[0] and await state_of(api, sid) == "wrap_up"
+    assert (await api.app[ROUTER].teller(c.teller.id))["state"] == "wrap_up"
+    ended = [r for r in await api.app[AUDIT].records() if r.action == "session.ended"]
+    assert [(r.details["from"], r.details["to"]) for r in ended] == [("active", "wrap_up")]
 
 
 async def test_concurrent_moves_only_one_wins(api: Client) -> None:

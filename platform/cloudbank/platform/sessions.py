@@ -226,20 +226,29 @@ class Sessions:
         return session, party
 
     async def move(self, session: Session, target: str, who: str, action: str,
-                   details: dict[str, Any] | None = None, announce: bool = True, **values: Any) -> Session:
+                   details: dict[str, Any] | None = None, announce: bool = True, retry: bool = False,
+                   **values: Any) -> Session:
         """Compare-and-set the state; 409 when the session is not in a state that allows `target`.
 
-        announce=False leaves the session.update event to the caller (after its other changes)."""
+        announce=False leaves the session.update event to the caller (after its other changes).
+        retry=True: when another move won the race (media came up as the teller hung up) and the new
+        state still allows `target`, move from that one instead of refusing."""
         sources = [s for s, nxt in TRANSITIONS.items() if target in nxt]
-        if session.state not in sources:
-            raise Conflict(f"the session is {session.state}; it cannot go to {target}", state=session.state)
-        async with self.engine.begin() as conn:
-            res = await conn.execute(sessions.update().where(sessions.c.id == session.id,
-                                                             sessions.c.state == session.state)
-                                     .values(state=target, **values))
-        if res.rowcount != 1:
+        for _ in range(len(STATES)):  # each retry follows a move that happened: bounded by the states
+            if session.state not in sources:
+                raise Conflict(f"the session is {session.state}; it cannot go to {target}", state=session.state)
+            async with self.engine.begin() as conn:
+                res = await conn.execute(sessions.update().where(sessions.c.id == session.id,
+                                                                 sessions.c.state == session.state)
+                                         .values(state=target, **values))
+            if res.rowcount == 1:
+                break
             fresh = await self.get(session.id)
-            raise Conflict(f"the session is {fresh.state}; it cannot go to {target}", state=fresh.state)
+            if not retry or fresh.state not in sources:
+                raise Conflict(f"the session is {fresh.state}; it cannot go to {target}", state=fresh.state)
+            session = fresh
+        else:
+            raise Conflict(f"the session kept changing; it did not go to {target}", state=session.state)
         moved = await self.get(session.id)
         if target in ("wrap_up", "closed"):
             # Join tokens outlive the call by up to join_token_ttl_s: the video node checks this key.
@@ -378,7 +387,10 @@ class Sessions:
     async def end(self, session_id: str, claims: Claims) -> Session:
         """Either party hangs up: the teller goes to wrap-up (at the ACD too)."""
         session, party = await self.for_party(session_id, claims)
-        moved = await self.move(session, "wrap_up", actor(claims), "session.ended", {"by": party}, announce=False)
+        # retry: hanging up must win over the activate that media coming up sends at the same moment
+        # (a 409 there made the console show its wrap-up while the call and the ACD stayed busy).
+        moved = await self.move(session, "wrap_up", actor(claims), "session.ended", {"by": party},
+                                announce=False, retry=True)
         note = await acd_link.call_ended(self.app, session.teller_id, session.ticket_id)
         if note:
             await self.app[AUDIT].append("platform", "session.acd_note", f"session:{session.id}", {"acd": note})
