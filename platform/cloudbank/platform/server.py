@@ -32,6 +32,8 @@ class Mount:
     prefix: str
     title: str
     factory: Callable[[Config], web.Application]
+    # The factory when mounted beside the platform on one origin (`cloudbank up`), if it differs.
+    beside_platform: Callable[[Config], web.Application] | None = None
 
 
 def mounts() -> dict[str, Mount]:
@@ -44,7 +46,9 @@ def mounts() -> dict[str, Mount]:
 
     return {
         "platform": Mount("/api/", "service platform API", platform_app.create_app),
-        "video": Mount("/video/", "video node (signalling)", video_app.create_app),
+        # Beside the platform, clients reach the node at whatever address they reached the platform.
+        "video": Mount("/video/", "video node (signalling)", video_app.create_app,
+                       lambda config: video_app.create_app(config, same_origin=True)),
         "media": Mount("/media/", "media platform and admin console", media_app.create_app),
         "seat": Mount("/seat/", "teller seat console", seat_app.create_app),
         "phone": Mount("/phone/", "phone (H5) client", phone_app.create_app),
@@ -57,12 +61,8 @@ def build_root(config: Config, services: list[str]) -> web.Application:
     root = web.Application()
     for name in services:
         mount = table[name]
-        if name == "video" and "platform" in services:
-            # beside the platform: clients reach the node at whatever address they reached us
-            from cloudbank.video import app as video_app
-            root.add_subapp(mount.prefix, video_app.create_app(config, same_origin=True))
-            continue
-        root.add_subapp(mount.prefix, mount.factory(config))
+        factory = mount.beside_platform if mount.beside_platform and "platform" in services else mount.factory
+        root.add_subapp(mount.prefix, factory(config))
 
     async def index(_request: web.Request) -> web.Response:
         links = "".join(f'<li><a href="{table[n].prefix}">{table[n].title}</a> <code>{table[n].prefix}</code></li>'
