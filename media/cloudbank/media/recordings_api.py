@@ -140,11 +140,20 @@ async def play(request: web.Request) -> web.StreamResponse:
     claims = await authenticate(request, roles=STAFF)
     recording = await recording_for(request, claims)
     path = await catalogue(request.app).file(recording, request.match_info["name"][:200])
-    await request.app[AUDIT].append(claims.sub, "recording.played", f"session:{recording.session_id}",
-                                    {"file": path.name})
+    if _starts_the_file(request):
+        # Once per playing of a file: a <video> fetches it in many ranges (buffering, seeks), and a
+        # record per range would bury who watched what under noise.
+        await request.app[AUDIT].append(claims.sub, "recording.played", f"session:{recording.session_id}",
+                                        {"file": path.name})
     types = {".webm": "video/webm", ".mkv": "video/x-matroska", ".vtt": "text/vtt", ".json": "application/json"}
     return web.FileResponse(path, headers={"Content-Type": types.get(path.suffix, "application/octet-stream"),
                                            "Cache-Control": "private, no-store"})
+
+
+def _starts_the_file(request: web.Request) -> bool:
+    """No Range, or one from byte 0: a first fetch, not the continuation of one."""
+    ranges = request.headers.get("Range", "").strip()
+    return not ranges or ranges.replace(" ", "").startswith("bytes=0-")
 
 
 @routes.get("/api/recordings/{session_id}/export")
