@@ -4,6 +4,7 @@ Every change is a new version that starts `pending`. Only a different admin may 
 maker may not); approving makes it the one kiosks get and marks the version it replaces
 `superseded`. Any admin, the maker included, may reject a pending version. One change at a time:
 a new proposal waits until the pending one is decided. Kiosks only ever see approved versions.
+The states and who may move them are `cloudbank.platform.maker_checker`'s.
 
     pending ──approve (another admin)──> approved ──(a later version approved)──> superseded
        └─────reject (any admin)───────> rejected
@@ -21,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cloudbank.platform.errors import Conflict, Forbidden, NotFound
+from cloudbank.platform.errors import Conflict, NotFound
+from cloudbank.platform.maker_checker import MakerChecker
 from cloudbank.platform.records import branches, playlist_versions, playlists
 
 
@@ -75,11 +77,16 @@ def _entries_json(entries: list[Entry]) -> str:
     return json.dumps([asdict(e) for e in entries], separators=(",", ":"))
 
 
+def _missing(playlist_id: str, number: int) -> str:
+    return f"playlist {playlist_id[:64]} has no version {number}"
+
+
 class Playlists:
     """Playlists and their versions in the records database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.checker = MakerChecker(engine, playlist_versions, "playlist_id", _missing)
 
     async def create(self, branch_id: str, name: str, entries: list[Entry], by: str) -> tuple[Playlist, Version]:
         """A branch's playlist with its first version, pending approval."""
@@ -109,48 +116,18 @@ class Playlists:
         await self.get(playlist_id)
         try:
             async with self.engine.begin() as conn:
-                rows = (await conn.execute(sa.select(playlist_versions.c.version, playlist_versions.c.state)
-                                           .where(playlist_versions.c.playlist_id == playlist_id))).all()
-                pending = [r.version for r in rows if r.state == "pending"]
-                if pending:
-                    raise Conflict(f"version {pending[0]} is still waiting for approval: approve or reject it "
-                                   f"first", pending_version=pending[0])
-                number = max((r.version for r in rows), default=0) + 1
+                number = await self.checker.next_number(conn, playlist_id)
                 return await self._insert_version(conn, playlist_id, number, entries, by, time.time())
         except IntegrityError:
             raise Conflict("another change to this playlist was proposed at the same moment") from None
 
     async def approve(self, playlist_id: str, number: int, by: str) -> Version:
         """Approve a pending version (maker-checker: never by its maker)."""
-        version = await self.version(playlist_id, number)
-        if version.state != "pending":
-            raise Conflict(f"version {number} is {version.state}, not pending", state=version.state)
-        if version.made_by == by:
-            raise Forbidden("you made this change: another admin must approve it (maker-checker)")
-        now = time.time()
-        async with self.engine.begin() as conn:
-            done = await conn.execute(playlist_versions.update().where(
-                playlist_versions.c.playlist_id == playlist_id, playlist_versions.c.version == number,
-                playlist_versions.c.state == "pending", playlist_versions.c.made_by != by,
-            ).values(state="approved", decided_by=by, decided_at=now))
-            if done.rowcount != 1:
-                raise Conflict(f"version {number} was decided by someone else a moment ago")
-            await conn.execute(playlist_versions.update().where(
-                playlist_versions.c.playlist_id == playlist_id, playlist_versions.c.state == "approved",
-                playlist_versions.c.version != number).values(state="superseded"))
+        await self.checker.approve(playlist_id, number, by)
         return await self.version(playlist_id, number)
 
     async def reject(self, playlist_id: str, number: int, by: str, reason: str) -> Version:
-        version = await self.version(playlist_id, number)
-        if version.state != "pending":
-            raise Conflict(f"version {number} is {version.state}, not pending", state=version.state)
-        async with self.engine.begin() as conn:
-            done = await conn.execute(playlist_versions.update().where(
-                playlist_versions.c.playlist_id == playlist_id, playlist_versions.c.version == number,
-                playlist_versions.c.state == "pending",
-            ).values(state="rejected", decided_by=by, decided_at=time.time(), reason=reason))
-            if done.rowcount != 1:
-                raise Conflict(f"version {number} was decided by someone else a moment ago")
+        await self.checker.reject(playlist_id, number, by, reason)
         return await self.version(playlist_id, number)
 
     async def get(self, playlist_id: str) -> Playlist:
@@ -165,7 +142,7 @@ class Playlists:
             row = (await conn.execute(sa.select(playlist_versions).where(
                 playlist_versions.c.playlist_id == playlist_id, playlist_versions.c.version == number))).first()
         if row is None:
-            raise NotFound(f"playlist {playlist_id[:64]} has no version {number}")
+            raise NotFound(_missing(playlist_id, number))
         return _version(row)
 
     async def versions(self, playlist_id: str) -> list[Version]:

@@ -34,7 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloudbank.platform.catalogue import Catalogue
-from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound
+from cloudbank.platform.errors import BadRequest, Conflict, NotFound
+from cloudbank.platform.maker_checker import MakerChecker
 from cloudbank.platform.records import service_definitions
 from cloudbank.platform.service import AUDIT, ENGINE, authenticate
 from cloudbank.platform.validation import limit, parse, read_json
@@ -232,11 +233,16 @@ def _version(row: Any) -> Version:
                    float(row.made_at), row.decided_by, row.decided_at, row.reason)
 
 
+def _missing(service: str, number: int) -> str:
+    return f"service {service[:64]} has no definition version {number}"
+
+
 class ServiceDefinitions:
     """Definition versions in the records database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.checker = MakerChecker(engine, service_definitions, "service", _missing)
 
     async def propose(self, service: str, d: Definition, by: str) -> Version:
         """A new pending version; refused while another one waits for approval."""
@@ -246,13 +252,7 @@ class ServiceDefinitions:
         now = time.time()
         try:
             async with self.engine.begin() as conn:
-                rows = (await conn.execute(sa.select(service_definitions.c.version, service_definitions.c.state)
-                                           .where(service_definitions.c.service == service))).all()
-                pending = [r.version for r in rows if r.state == "pending"]
-                if pending:
-                    raise Conflict(f"version {pending[0]} is still waiting for approval: approve or reject it "
-                                   f"first", pending_version=pending[0])
-                number = max((r.version for r in rows), default=0) + 1
+                number = await self.checker.next_number(conn, service)
                 await conn.execute(service_definitions.insert().values(
                     service=service, version=number, state="pending", body=body, made_by=by, made_at=now))
         except IntegrityError:
@@ -261,34 +261,11 @@ class ServiceDefinitions:
 
     async def approve(self, service: str, number: int, by: str) -> Version:
         """Approve a pending version (maker-checker: never by its maker)."""
-        version = await self.version(service, number)
-        if version.state != "pending":
-            raise Conflict(f"version {number} is {version.state}, not pending", state=version.state)
-        if version.made_by == by:
-            raise Forbidden("you made this change: another admin must approve it (maker-checker)")
-        async with self.engine.begin() as conn:
-            done = await conn.execute(service_definitions.update().where(
-                service_definitions.c.service == service, service_definitions.c.version == number,
-                service_definitions.c.state == "pending", service_definitions.c.made_by != by,
-            ).values(state="approved", decided_by=by, decided_at=time.time()))
-            if done.rowcount != 1:
-                raise Conflict(f"version {number} was decided by someone else a moment ago")
-            await conn.execute(service_definitions.update().where(
-                service_definitions.c.service == service, service_definitions.c.state == "approved",
-                service_definitions.c.version != number).values(state="superseded"))
+        await self.checker.approve(service, number, by)
         return await self.version(service, number)
 
     async def reject(self, service: str, number: int, by: str, reason: str) -> Version:
-        version = await self.version(service, number)
-        if version.state != "pending":
-            raise Conflict(f"version {number} is {version.state}, not pending", state=version.state)
-        async with self.engine.begin() as conn:
-            done = await conn.execute(service_definitions.update().where(
-                service_definitions.c.service == service, service_definitions.c.version == number,
-                service_definitions.c.state == "pending",
-            ).values(state="rejected", decided_by=by, decided_at=time.time(), reason=reason))
-            if done.rowcount != 1:
-                raise Conflict(f"version {number} was decided by someone else a moment ago")
+        await self.checker.reject(service, number, by, reason)
         return await self.version(service, number)
 
     async def version(self, service: str, number: int) -> Version:
@@ -296,7 +273,7 @@ class ServiceDefinitions:
             row = (await conn.execute(sa.select(service_definitions).where(
                 service_definitions.c.service == service, service_definitions.c.version == number))).first()
         if row is None:
-            raise NotFound(f"service {service[:64]} has no definition version {number}")
+            raise NotFound(_missing(service, number))
         return _version(row)
 
     async def versions(self, service: str) -> list[Version]:
