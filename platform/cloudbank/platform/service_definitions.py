@@ -13,7 +13,9 @@ admin approves it (the maker may not), as for playlists; approving supersedes th
 A call uses the version that was approved when it started (`in_force_at(service, session start)`).
 
     GET  services/<code>/definitions                      admin: every version
-    POST services/<code>/definitions {definition}         admin: propose -> 201 pending
+    POST services/<code>/definitions {definition}         admin: propose -> 201 pending (400 with the
+                                                          field for a bad one, e.g. a phrase with a
+                                                          word the speech engine does not know)
     POST services/<code>/definitions/<v>/approve          another admin
     POST services/<code>/definitions/<v>/reject {reason}  any admin
     GET  services/<code>/definition                       staff: the approved version now
@@ -36,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.errors import BadRequest, Conflict, NotFound
 from cloudbank.platform.maker_checker import MakerChecker
+from cloudbank.platform.phrase_check import check_phrase_fields
 from cloudbank.platform.records import service_definitions
 from cloudbank.platform.service import AUDIT, ENGINE, authenticate
 from cloudbank.platform.validation import limit, parse, read_json
@@ -171,6 +174,12 @@ def check_definition(d: Definition) -> Definition:
         raise BadRequest("authorisation_field only goes with authorisation 'above'",
                          field="definition.authorisation_field")
     return d
+
+
+def definition_phrases(d: Definition) -> list[tuple[str, str]]:
+    """(field, phrase) for each phrase the live transcript must hear: script items, then keywords."""
+    return ([(f"definition.script.{item.id}", item.phrase) for item in d.script]
+            + [("definition.keywords", k) for k in d.keywords])
 
 
 def check_value(f: FieldDef, value: str) -> str | None:
@@ -315,6 +324,8 @@ async def propose_definition(request: web.Request) -> web.Response:
     """Propose a new version of a service's definition (admin); it waits for another admin's approval."""
     claims = await authenticate(request, roles=("admin",))
     body = await read_json(request, ProposeBody)
+    check_definition(body.definition)
+    await check_phrase_fields(request.app, definition_phrases(body.definition))  # each must be hearable
     version = await ServiceDefinitions(request.app[ENGINE]).propose(request.match_info["code"][:64],
                                                                     body.definition, claims.sub)
     await request.app[AUDIT].append(claims.sub, "service_definition.proposed", f"service:{version.service}",
