@@ -1,5 +1,5 @@
-// The media admin console: sign in, then tabs for the library, playlists, recordings, devices and
-// settings. Supervisors see recordings and devices only (the server enforces it too).
+// The media admin console: sign in, then tabs for the library, playlists, service definitions,
+// recordings, devices and settings. Supervisors see recordings and devices only (the server enforces it too).
 import { Api, ApiError, NetworkError, revokeToken } from "./api.js";
 import { Auth } from "./auth.js";
 import { h, fill } from "./dom.js";
@@ -7,6 +7,7 @@ import { LANGUAGES, language, onLanguageChange, setLanguage, t } from "./i18n.js
 import { renderLogin } from "./login.js";
 import { renderLibrary } from "./library.js";
 import { renderPlaylists } from "./playlists.js";
+import { renderServices } from "./services.js";
 import { renderRecordings } from "./recordings.js";
 import { renderDevices } from "./devices.js";
 import { renderSettings } from "./settings.js";
@@ -14,6 +15,7 @@ import { renderSettings } from "./settings.js";
 const TABS = [
   { id: "library", roles: ["admin"], render: renderLibrary },
   { id: "playlists", roles: ["admin"], render: renderPlaylists },
+  { id: "services", roles: ["admin"], render: renderServices },
   { id: "recordings", roles: ["admin", "supervisor"], render: renderRecordings },
   { id: "devices", roles: ["admin", "supervisor"], render: renderDevices },
   { id: "settings", roles: ["admin"], render: renderSettings },
