@@ -73,11 +73,12 @@ async def signed_in(browser: Browser, url: str, username: str, errors: list[str]
     return page
 
 
-async def shoot(page: Page, name: str) -> None:
+async def shoot(page: Page, name: str, testid: str) -> None:
     if not SHOTS:
         return
     for w, h in ((1366, 768), (390, 844)):
         await page.set_viewport_size({"width": w, "height": h})
+        await page.get_by_test_id(testid).scroll_into_view_if_needed()
         await page.screenshot(path=str(Path(SHOTS) / f"services-{name}-after-{w}.png"))
     await page.set_viewport_size({"width": 1366, "height": 768})
 
@@ -108,7 +109,7 @@ async def test_a_definition_drafted_by_one_admin_is_approved_by_another(deployme
             await expect(refusal).to_contain_text("does not know")
             await expect(editor.get_by_test_id("draft-item-5").get_by_test_id(
                 "error-definition.script.prospectus")).to_be_visible()
-            await shoot(maker, "refused")
+            await shoot(maker, "refused", "error-definition.script.prospectus")
 
             # Reworded, a required field added: submitted, waiting for another admin.
             await editor.get_by_test_id("draft-item-phrase-5").fill("read the prospectus")
@@ -138,7 +139,7 @@ async def test_a_definition_drafted_by_one_admin_is_approved_by_another(deployme
                 "Checklist item added: prospectus (Read the prospectus)")
             await expect(diff.locator("li")).to_have_count(3)
             await expect(wealth2.get_by_test_id("own-change")).to_have_count(0)
-            await shoot(checker, "review")
+            await shoot(checker, "review", "service-approve")
             await wealth2.get_by_test_id("service-approve").click()
             await expect(wealth2).to_have_attribute("data-approved", "2")
             await expect(wealth2.get_by_test_id("service-status")).to_have_text("Calls use version 2.")
