@@ -4,6 +4,8 @@ and the audit record every access leaves."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import time
@@ -13,7 +15,7 @@ from typing import Any
 import av
 import pytest
 
-from cloudbank.media.app import housekeeping_once
+from cloudbank.media.app import FOLLOWER, HOUSEKEEPING, housekeeping_once
 from cloudbank.platform.audit import AuditChain, file_sha256
 from cloudbank.video.recorder import Recorder, finish_recording, recording_folder
 
@@ -41,6 +43,13 @@ async def audit_of(media: Any, session_id: str) -> list[tuple[str, str]]:
 
 
 async def test_scan_indexes_real_recordings_and_search_finds_them(media: Any, record: Any) -> None:
+    # Only the scan indexes here: the app's follower (recording.finished records, once a second) and
+    # its housekeeping would otherwise take some of them first on a slow machine.
+    app = _media_app(media)
+    for task in (app[FOLLOWER], app[HOUSEKEEPING]):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     day = 86400
     jan = 1767225600.0  # 2026-01-01 00:00 UTC
     await record("call-a", teller_id=media.ids["teller1"], service="deposit", started_at=jan + 3600)
