@@ -138,7 +138,7 @@ async def test_events_resume_after_a_drop_without_loss(server: str, directory: D
         await events.publish(redis_client, cid, {"type": "push", "n": 3})
         await _until(lambda: len(got) == 3)
         assert [e["n"] for e in got] == [1, 2, 3] and stream.connects == 2
-        assert len({e["id"] for e in got}) == 3
+        assert len({e["stream_id"] for e in got}) == 3
         await stream.close()
         await asyncio.wait_for(task, 10)
 

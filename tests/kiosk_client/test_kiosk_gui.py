@@ -189,7 +189,7 @@ async def test_events_relay_resumes_and_refuses_other_origins(
         assert first["n"] == 1
         await ws.close()
         await events.publish(redis, f"device:{kiosk.device_id}", {"type": "ticket.update", "n": 2})
-        again = await gui.ws_connect(f"/events?last_id={first['id']}")
+        again = await gui.ws_connect(f"/events?last_id={first['stream_id']}")
         assert (await again.receive_json(timeout=10))["type"] == "hello"
         assert (await again.receive_json(timeout=10))["n"] == 2
         await again.close()

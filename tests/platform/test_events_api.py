@@ -54,11 +54,19 @@ async def _connect(api: Client, token: str, last_id: str | None = None) -> tuple
 async def test_events_arrive_in_order_with_their_ids(node_a: Client) -> None:
     redis = node_a.app[REDIS]
     ws, hello = await _connect(node_a, _token(node_a))
-    assert hello["client"] == "device:k1" and hello["id"] == "0-0"
+    assert hello["client"] == "device:k1" and hello["stream_id"] == "0-0"
     ids = [await events.publish(redis, "device:k1", {"type": "ticket.update", "n": n}) for n in range(3)]
     await events.publish(redis, "device:other", {"type": "ticket.update", "n": 99})  # not ours
     got = [await _recv(ws) for _ in range(3)]
-    assert [(g["type"], g["n"], g["id"]) for g in got] == [("ticket.update", n, ids[n]) for n in range(3)]
+    assert [(g["type"], g["n"], g["stream_id"]) for g in got] == [("ticket.update", n, ids[n]) for n in range(3)]
+    await ws.close()
+
+
+async def test_an_event_keeps_its_own_id_beside_its_stream_position(node_a: Client) -> None:
+    ws, _ = await _connect(node_a, _token(node_a))
+    position = await events.publish(node_a.app[REDIS], "device:k1", {"type": "push", "id": "push-7"})
+    got = await _recv(ws)
+    assert (got["id"], got["stream_id"]) == ("push-7", position)
     await ws.close()
 
 
@@ -72,8 +80,8 @@ async def test_reconnecting_to_the_other_node_resumes_from_the_last_id(node_a: C
     # While the client is away (its node died, say), two events happen.
     await events.publish(redis, "user:t1", {"type": "offer.expired", "offer_id": "o1"})
     await events.publish(redis, "user:t1", {"type": "offer", "offer_id": "o2"})
-    ws_b, hello = await _connect(node_b, token, last_id=first["id"])
-    assert hello["id"] == first["id"]
+    ws_b, hello = await _connect(node_b, token, last_id=first["stream_id"])
+    assert hello["stream_id"] == first["stream_id"]
     missed = [await _recv(ws_b), await _recv(ws_b)]
     assert [(m["type"], m["offer_id"]) for m in missed] == [("offer.expired", "o1"), ("offer", "o2")]
     # ... and it keeps receiving live events on the new node.
@@ -86,12 +94,12 @@ async def test_without_last_id_a_connection_starts_at_the_end_and_zero_replays_a
     redis = node_a.app[REDIS]
     old = await events.publish(redis, "phone:c1", {"type": "ticket.update"})
     ws, hello = await _connect(node_a, _token(node_a, "phone", "c1"))
-    assert hello["id"] == old
+    assert hello["stream_id"] == old
     await ws.send_json({"type": "ping"})
     assert (await _recv(ws))["type"] == "pong"  # the old event was not replayed
     await ws.close()
     ws, _ = await _connect(node_a, _token(node_a, "phone", "c1"), last_id="0-0")
-    assert (await _recv(ws))["id"] == old
+    assert (await _recv(ws))["stream_id"] == old
     await ws.close()
 
 
@@ -99,7 +107,7 @@ async def test_ping_answers_pong_with_nonce(node_a: Client) -> None:
     ws, _ = await _connect(node_a, _token(node_a))
     await ws.send_json({"type": "ping", "nonce": "abc"})
     pong = await _recv(ws)
-    assert pong["type"] == "pong" and pong["nonce"] == "abc" and pong["id"] == "0-0"
+    assert pong["type"] == "pong" and pong["nonce"] == "abc" and pong["stream_id"] == "0-0"
     await ws.close()
 
 

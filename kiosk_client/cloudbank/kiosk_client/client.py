@@ -269,8 +269,8 @@ class EventStream:
                     if not isinstance(event, dict):
                         continue
                     absolute_video(event, self.client.server)
-                    if event.get("id"):
-                        self.last_id = str(event["id"])
+                    if event.get("stream_id"):
+                        self.last_id = str(event["stream_id"])
                     kind = event.get("type")
                     if kind == "hello":
                         # The server's position in our stream: from here on nothing is missed.

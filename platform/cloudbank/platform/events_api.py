@@ -29,7 +29,7 @@ from cloudbank.platform import events
 from cloudbank.platform.errors import BadRequest, TooManyRequests
 from cloudbank.platform.service import REDIS, authenticate
 from cloudbank.platform.tokens import PEOPLE, Claims
-from cloudbank.platform.validation import limit, parse
+from cloudbank.platform.validation import decode_json, limit, parse
 
 log = logging.getLogger("cloudbank.events")
 routes = web.RouteTableDef()
@@ -108,7 +108,7 @@ class _Connection:
                 await self.ws.send_str(json.dumps(message, ensure_ascii=False))
 
     async def error(self, code: str, message: str) -> None:
-        await self.send({"type": "error", "code": code, "message": message, "id": self.last_id})
+        await self.send({"type": "error", "code": code, "message": message, "stream_id": self.last_id})
 
     async def pump(self) -> None:
         """Forward the client's stream from `last_id` until the socket closes or the token expires."""
@@ -128,7 +128,8 @@ class _Connection:
             block = int(min(BLOCK_MS, max(1.0, (self.claims.exp - time.time()) * 1000)))
             batch = await events.read(self.redis, self.cid, self.last_id, block_ms=block)
             for event_id, event in batch:
-                await self.send({**event, "id": event_id})
+                # The stream position has its own field: an event keeps its own `id` (a push id, ...).
+                await self.send({**event, "stream_id": event_id})
                 self.last_id = event_id
 
     async def handle(self, raw: str) -> None:
@@ -145,9 +146,9 @@ class _Connection:
             await self.error("too_large", f"client messages are at most {MAX_CLIENT_MESSAGE} bytes")
             return
         try:
-            data = json.loads(raw)
-        except ValueError:
-            await self.error("bad_json", "the message is not valid JSON")
+            data = decode_json(raw, "the message")
+        except BadRequest as exc:
+            await self.error("bad_json", exc.message)
             return
         kind = data.get("type") if isinstance(data, dict) else None
         model = CLIENT_MESSAGES.get(kind) if isinstance(kind, str) else None
@@ -162,7 +163,7 @@ class _Connection:
             await self.error("bad_message", exc.message)
             return
         if isinstance(message, Ping):
-            reply: dict[str, Any] = {"type": "pong", "id": self.last_id, "at": time.time()}
+            reply: dict[str, Any] = {"type": "pong", "stream_id": self.last_id, "at": time.time()}
             if message.nonce is not None:
                 reply["nonce"] = message.nonce
             await self.send(reply)
@@ -203,7 +204,7 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, redis: Redis, 
                  last_id: str) -> web.WebSocketResponse:
     await ws.prepare(request)
     conn = _Connection(ws, redis, cid, claims, last_id or await _stream_end(redis, cid))
-    await conn.send({"type": "hello", "id": conn.last_id, "client": cid})
+    await conn.send({"type": "hello", "stream_id": conn.last_id, "client": cid})
     pump = asyncio.create_task(conn.pump())
     try:
         async for msg in ws:

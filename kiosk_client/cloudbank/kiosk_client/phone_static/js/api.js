@@ -70,7 +70,7 @@ class EventStream {
     ws.onmessage = (msg) => {
       let event;
       try { event = JSON.parse(msg.data); } catch { return; }
-      if (event.id) this.lastId = event.id;
+      if (event.stream_id) this.lastId = event.stream_id;
       if (event.type === "hello") { this._resolveReady(); return; }
       if (event.type === "pong") return;
       this.onEvent(event);

@@ -70,13 +70,14 @@ export class EventStream {
         this.dispatch(event);
         return;
       }
-      if (event.id) {
-        // A resumed stream may repeat the boundary event: handle each id once.
-        if (this.seen.has(event.id)) return;
-        this.seen.add(event.id);
+      const pos = event.stream_id;
+      if (pos) {
+        // A resumed stream may repeat the boundary event: handle each position once.
+        if (this.seen.has(pos)) return;
+        this.seen.add(pos);
         if (this.seen.size > 500) this.seen = new Set([...this.seen].slice(-200));
-        this.lastId = event.id;
-        this.auth.remember("last_event_id", event.id);
+        this.lastId = pos;
+        this.auth.remember("last_event_id", pos);
       }
       this.dispatch(event);
     };
