@@ -19,8 +19,8 @@ from cloudbank.platform.config import Config
 
 CLI = [str(Path(sys.executable).parent / "cloudbank")]
 COMMANDS = [[], ["up"], ["platform"], ["video"], ["media"], ["seat"], ["phone"], ["users"], ["users", "add"],
-            ["users", "list"], ["devices"], ["devices", "enrol"], ["audit"], ["audit", "verify"], ["keys"],
-            ["keys", "rotate"], ["bench"]]
+            ["users", "list"], ["users", "unlock"], ["devices"], ["devices", "enrol"], ["audit"], ["audit", "verify"],
+            ["keys"], ["keys", "rotate"], ["bench"]]
 
 
 def run(*args: str, data: Path | None = None, stdin: str = "", env: dict[str, str] | None = None,
@@ -153,6 +153,29 @@ def test_users_devices_audit_keys(tmp_path: Path) -> None:
     assert run("keys", "rotate", data=tmp_path).returncode == 0
     verify = run("audit", "verify", data=tmp_path)
     assert verify.returncode == 0 and verify.stdout.startswith("OK: 4 records")
+
+
+def test_users_unlock_clears_the_locks_in_the_folder_s_redis(tmp_path: Path) -> None:
+    import redis
+
+    from cloudbank.platform.redis_server import EmbeddedRedis
+
+    assert run("users", "add", "--role", "teller", "--name", "bob", data=tmp_path).returncode == 0
+    planted = ["login:lock:bob|10.0.0.1", "login:fail:bob|10.0.0.2", "login:user:bob", "login:lock:bobby|10.0.0.1"]
+    with EmbeddedRedis(tmp_path / "redis") as embedded:
+        client = redis.Redis.from_url(embedded.url)
+        for key in planted:
+            client.set(key, "1")
+        client.close()
+    one_clear_line(run("users", "unlock", "nobody", data=tmp_path), "no person named nobody")
+    done = run("users", "unlock", "bob", data=tmp_path)
+    assert done.returncode == 0 and "unlocked bob (3 " in done.stdout, done
+    with EmbeddedRedis(tmp_path / "redis") as embedded:
+        client = redis.Redis.from_url(embedded.url)
+        assert [k for k in planted if client.exists(k)] == ["login:lock:bobby|10.0.0.1"]
+        client.close()
+    # user.added, then user.unlocked (the refused "nobody" left nothing)
+    assert run("audit", "verify", data=tmp_path).stdout.startswith("OK: 2 records")
 
 
 @pytest.mark.parametrize("command", [["users", "list"], ["audit", "verify"], ["keys", "rotate"]], ids=" ".join)

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from cloudbank.platform.app import create_app
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.config import Config
-from cloudbank.platform.identity import Directory
+from cloudbank.platform.identity import Directory, LoginGuard
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.seed import seed_services
-from cloudbank.platform.service import ENGINE
+from cloudbank.platform.service import AUDIT, ENGINE
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -163,3 +164,63 @@ async def test_missing_and_forged_tokens(api: Client) -> None:
     assert (await api.get("/me")).status == 401
     assert (await api.get("/me", headers={"Authorization": "Bearer abc.def.ghi"})).status == 401
     assert (await api.get("/me?token=" + "x" * 5000)).status == 401
+
+
+def _from(address: str) -> aiohttp.ClientSession:
+    """A client whose requests come from another loopback address (all of 127/8 is local)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+
+
+async def _login_from(session: aiohttp.ClientSession, api: Client, username: str, password: str) -> Any:
+    async with session.post(api.make_url("/login"), json={"username": username, "password": password}) as resp:
+        return resp.status, dict(resp.headers), await resp.json()
+
+
+async def test_a_stranger_s_failures_do_not_lock_the_teller_out_from_their_seat(api: Client) -> None:
+    password = await _user(api)
+    async with _from("127.0.0.2") as stranger, _from("127.0.0.3") as seat:
+        for _ in range(3):
+            assert (await _login_from(stranger, api, "alice", "wrong password!"))[0] == 401
+        status, headers, body = await _login_from(stranger, api, "alice", password)
+        assert status == 429 and body["locked"] is True and int(headers["Retry-After"]) > 0
+        # The teller at their own seat signs in.
+        status, _, body = await _login_from(seat, api, "alice", password)
+        assert status == 200 and body["user"]["username"] == "alice"
+        # ...and the stranger's address stays locked after that.
+        assert (await _login_from(stranger, api, "alice", password))[0] == 429
+
+
+async def test_guessing_spread_over_many_addresses_is_slowed_but_not_at_a_known_seat(api: Client) -> None:
+    password = await _user(api)
+    async with _from("127.0.0.9") as seat:
+        assert (await _login_from(seat, api, "alice", password))[0] == 200  # a known address from now on
+    cap = LoginGuard.USER_CAP_FACTOR * 3
+    for n in range(cap):  # two failures per address: no pair locks, the username's count grows
+        async with _from(f"127.0.1.{n // 2 + 1}") as guesser:
+            assert (await _login_from(guesser, api, "alice", "wrong password!"))[0] == 401
+    async with _from("127.0.2.1") as fresh:
+        status, headers, body = await _login_from(fresh, api, "alice", password)
+        assert status == 429 and body["locked"] is True and int(headers["Retry-After"]) >= 1
+    async with _from("127.0.0.9") as seat:
+        assert (await _login_from(seat, api, "alice", password))[0] == 200
+
+
+async def test_an_admin_unlocks_a_locked_person_and_it_is_audited(api: Client) -> None:
+    password = await _user(api)
+    directory = Directory(api.app[ENGINE])
+    alice = next(u for u in await directory.list_users() if u.username == "alice")
+    for _ in range(3):
+        assert (await _login(api, "alice", "wrong password!")).status == 401
+    assert (await _login(api, "alice", password)).status == 429
+    admin = (await (await _login(api, "root", await _user(api, "admin", "root"))).json())["token"]
+    teller = (await (await _login(api, "tina", await _user(api, "teller", "tina"))).json())["token"]
+    path = f"/users/{alice.id}/unlock"
+    assert (await api.post(path)).status == 401
+    assert (await api.post(path, headers={"Authorization": f"Bearer {teller}"})).status == 403
+    assert (await _login(api, "alice", password)).status == 429  # the refusals changed nothing
+    assert (await api.post("/users/nobody/unlock", headers={"Authorization": f"Bearer {admin}"})).status == 404
+    resp = await api.post(path, headers={"Authorization": f"Bearer {admin}"})
+    assert resp.status == 200 and (await resp.json())["cleared"] >= 1
+    assert (await _login(api, "alice", password)).status == 200
+    records = [r for r in await api.app[AUDIT].records() if r.action == "user.unlocked"]
+    assert [(r.subject, r.details["username"]) for r in records] == [(f"user:{alice.id}", "alice")]

@@ -247,6 +247,43 @@ async def _users_list(ctx: Any) -> int:
     return 0
 
 
+async def _users_unlock(ctx: Any) -> int:
+    """Lift a person's sign-in locks. They live in Redis: the configured one, else the embedded one
+    of the data folder (the running `cloudbank up`'s socket, or started here for the command)."""
+    import redis.asyncio
+
+    from cloudbank.platform.identity import Directory, LoginGuard
+    from cloudbank.platform.redis_server import EmbeddedRedis
+
+    args, config, engine = ctx
+    user = next((u for u in await Directory(engine).list_users() if u.username == args.name.lower()), None)
+    if user is None:
+        raise StartupError(f"no person named {args.name}; cloudbank users list shows them")
+    url, embedded = config.redis_url, None
+    if url is None:
+        folder_redis = EmbeddedRedis(config.data / "redis")
+        url = folder_redis.url
+        probe = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            await probe.ping()  # `cloudbank up` is running on this folder: use its Redis
+        except (OSError, redis.exceptions.ConnectionError):
+            folder_redis.start()
+            embedded = folder_redis
+        finally:
+            await probe.aclose()
+    client = redis.asyncio.Redis.from_url(str(url))
+    try:
+        guard = LoginGuard(client, config.login_max_failures, config.login_lockout_s, config.login_ip_per_minute)
+        cleared = await guard.unlock(user.username)
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            embedded.stop()
+    await _audit(engine, "user.unlocked", f"user:{user.id}", {"username": user.username, "cleared": cleared})
+    print(f"unlocked {user.username} ({cleared} lock and failure records cleared)")
+    return 0
+
+
 async def _devices_enrol(ctx: Any) -> int:
     from cloudbank.platform.identity import Directory
 
@@ -338,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     lst = users_sub.add_parser("list", help="list people")
     _common(lst)
     lst.set_defaults(func=_db_command(_users_list, existing=True))
+    unlock = users_sub.add_parser("unlock", help="lift a person's sign-in locks (after repeated wrong passwords)")
+    _common(unlock)
+    unlock.add_argument("name", metavar="USERNAME")
+    unlock.set_defaults(func=_db_command(_users_unlock, existing=True))
 
     devices = sub.add_parser("devices", help="kiosk devices")
     dev_sub = devices.add_subparsers(dest="devices_command", required=True, parser_class=_Parser, metavar="ACTION")

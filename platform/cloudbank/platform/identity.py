@@ -185,13 +185,30 @@ class Directory:
 
 
 class LoginGuard:
-    """Rate limits sign-in per client address and locks a username after repeated failures (Redis)."""
+    """Throttles sign-in in Redis so that a stranger cannot lock a teller out of their shift.
+
+    - per address: `ip_per_minute` attempts, whatever the username;
+    - per (address, username): `max_failures` wrong passwords lock that pair for `lockout_s`; the
+      same person signing in from their own seat (another address) is not affected;
+    - per username, from every address together: past `USER_CAP_FACTOR * max_failures` failures each
+      further attempt waits a delay that doubles (capped at `lockout_s`), which slows a guesser who
+      spreads over many addresses. An address the person signed in from before (kept
+      `KNOWN_S`) is spared that delay, so the teller at their own seat still gets in.
+    A success clears the pair and the username's count; `unlock` (an admin) clears all of them.
+    """
+
+    USER_CAP_FACTOR = 4
+    KNOWN_S = 30 * 24 * 3600
 
     def __init__(self, redis: Redis, max_failures: int, lockout_s: int, ip_per_minute: int) -> None:
         self.redis = redis
         self.max_failures = max_failures
         self.lockout_s = lockout_s
         self.ip_per_minute = ip_per_minute
+
+    @staticmethod
+    def _pair(username: str, ip: str) -> str:
+        return f"{username}|{ip}"
 
     async def check(self, username: str, ip: str) -> None:
         window = int(time.time() // 60)
@@ -201,18 +218,41 @@ class LoginGuard:
             await self.redis.expire(key, 120)
         if hits > self.ip_per_minute:
             raise TooManyRequests("too many sign-in attempts from this address; wait a minute", 60)
-        ttl = await self.redis.ttl(f"login:lock:{username}")
+        ttl = await self.redis.ttl(f"login:lock:{self._pair(username, ip)}")
         if ttl and ttl > 0:
-            raise TooManyRequests(f"this account is locked after repeated failures; try again in "
-                                  f"{ttl} s or ask a supervisor", int(ttl), locked=True)
+            raise TooManyRequests(f"this account is locked here after repeated failures; try again in "
+                                  f"{ttl} s or ask an admin to unlock it", int(ttl), locked=True)
+        count, last = await self.redis.hmget(f"login:user:{username}", ["n", "last"])
+        excess = int(count or 0) - self.USER_CAP_FACTOR * self.max_failures
+        if excess >= 0 and not await self.redis.sismember(f"login:known:{username}", ip):
+            wait = min(self.lockout_s, 2 ** min(excess, 20))
+            left = int(float(last or 0) + wait - time.time()) + 1
+            if left > 0:
+                raise TooManyRequests(f"too many failed sign-ins for this account; try again in {left} s "
+                                      f"or ask an admin to unlock it", left, locked=True)
 
-    async def failed(self, username: str) -> None:
-        key = f"login:fail:{username}"
+    async def failed(self, username: str, ip: str) -> None:
+        pair = self._pair(username, ip)
+        key = f"login:fail:{pair}"
         count = await self.redis.incr(key)
         await self.redis.expire(key, self.lockout_s)
         if count >= self.max_failures:
-            await self.redis.set(f"login:lock:{username}", "1", ex=self.lockout_s)
+            await self.redis.set(f"login:lock:{pair}", "1", ex=self.lockout_s)
             await self.redis.delete(key)
+        user_key = f"login:user:{username}"
+        await self.redis.hincrby(user_key, "n", 1)
+        await self.redis.hset(user_key, "last", repr(time.time()))
+        await self.redis.expire(user_key, self.lockout_s)
 
-    async def succeeded(self, username: str) -> None:
-        await self.redis.delete(f"login:fail:{username}")
+    async def succeeded(self, username: str, ip: str) -> None:
+        await self.redis.delete(f"login:fail:{self._pair(username, ip)}", f"login:user:{username}")
+        await self.redis.sadd(f"login:known:{username}", ip)
+        await self.redis.expire(f"login:known:{username}", self.KNOWN_S)
+
+    async def unlock(self, username: str) -> int:
+        """Clear every lock and failure count of `username`; returns how many keys went."""
+        keys = [f"login:user:{username}"]
+        for prefix in ("login:lock:", "login:fail:"):
+            # USERNAME_RE keeps glob characters out of a stored username.
+            keys += [k async for k in self.redis.scan_iter(match=f"{prefix}{username}|*", count=500)]
+        return int(await self.redis.delete(*keys))

@@ -49,18 +49,34 @@ async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginBody)
     app = request.app
     config = app[CONFIG]
-    guard = LoginGuard(app[REDIS], config.login_max_failures, config.login_lockout_s, config.login_ip_per_minute)
+    guard = _guard(app)
     username = body.username.strip().lower()
     await guard.check(username, _client_ip(request))
     user = await Directory(app[ENGINE]).check_password(username, body.password)
     if user is None:
-        await guard.failed(username)
+        await guard.failed(username, _client_ip(request))
         await app[AUDIT].append(username, "login.failed", f"user:{username}", {"ip": _client_ip(request)})
         raise Unauthorized("wrong username or password")
-    await guard.succeeded(username)
+    await guard.succeeded(username, _client_ip(request))
     token = app[KEYS].issue(user.id, user.role, "api", config.user_token_ttl_s, name=user.username)
     await app[AUDIT].append(user.id, "login", f"user:{user.id}", {"ip": _client_ip(request)})
     return web.json_response({"token": token, "user": user.public(), "expires_in": config.user_token_ttl_s})
+
+
+def _guard(app: web.Application) -> LoginGuard:
+    config = app[CONFIG]
+    return LoginGuard(app[REDIS], config.login_max_failures, config.login_lockout_s, config.login_ip_per_minute)
+
+
+@routes.post("/users/{user_id}/unlock")
+async def unlock_user(request: web.Request) -> web.Response:
+    """An admin lifts every sign-in lock and failure count of a person (audited)."""
+    claims = await authenticate(request, roles=("admin",))
+    user = await Directory(request.app[ENGINE]).get_user(request.match_info["user_id"][:64])
+    cleared = await _guard(request.app).unlock(user.username)
+    await request.app[AUDIT].append(claims.sub, "user.unlocked", f"user:{user.id}",
+                                    {"username": user.username, "cleared": cleared})
+    return web.json_response({"ok": True, "user": user.public(), "cleared": cleared})
 
 
 @routes.post("/logout")
