@@ -28,8 +28,10 @@ from cloudbank.kiosk_client.client import absolute_video
 from cloudbank.kiosk_client.errors import KioskError, PlatformError, PlaylistError
 from cloudbank.kiosk_client.kiosk_app import Kiosk
 from cloudbank.kiosk_client.phone_app import page_policy
+from cloudbank.platform.errors import BadRequest
 from cloudbank.platform.service import Handler
-from cloudbank.platform.static_files import COMMON
+from cloudbank.platform.static_files import COMMON, add_static
+from cloudbank.platform.validation import decode_json
 
 STATIC = Path(__file__).parent / "kiosk_static"
 SHARED = Path(__file__).parent / "phone_static"
@@ -94,9 +96,9 @@ async def send_id_card(request: web.Request) -> web.Response:
     image never has to pass through the page."""
     kiosk = _kiosk(request)
     try:
-        body = await request.json()
-    except ValueError:
-        return web.json_response({"error": "bad_request", "message": "the body is not valid JSON"}, status=400)
+        body = decode_json(await request.read())
+    except BadRequest as exc:
+        return web.json_response(exc.to_json(), status=400)
     session_id = body.get("session_id") if isinstance(body, dict) and set(body) == {"session_id"} else None
     if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
         return web.json_response({"error": "bad_request", "message": "send {session_id} of the current call"},
@@ -122,9 +124,9 @@ async def proxy(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.json_response({"error": "too_large", "message": "the body is too large"}, status=413)
         try:
-            raw = await request.json()
-        except ValueError:
-            return web.json_response({"error": "bad_request", "message": "the body is not valid JSON"}, status=400)
+            raw = decode_json(await request.read())
+        except BadRequest as exc:
+            return web.json_response(exc.to_json(), status=400)
         if not isinstance(raw, dict):
             return web.json_response({"error": "bad_request", "message": "send a JSON object"}, status=400)
         body = raw
@@ -216,9 +218,9 @@ def create_gui_app(kiosk: Kiosk) -> web.Application:
     app.router.add_post("/id-card/send", send_id_card)
     app.router.add_get("/events", events)
     app.router.add_route("*", "/api/{path:.*}", proxy)
-    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
-    app.router.add_static("/shared/", SHARED, show_index=False, follow_symlinks=False)
-    app.router.add_static("/common/", COMMON, show_index=False, follow_symlinks=False)  # i18n.js
+    add_static(app, "/static/", STATIC)
+    add_static(app, "/shared/", SHARED)
+    add_static(app, "/common/", COMMON)  # i18n.js
     return app
 
 

@@ -2,6 +2,9 @@
 
 Unknown fields, missing fields, wrong types and over-long strings are refused with a BadRequest
 that names the field. The same dataclasses describe the bodies in the OpenAPI document.
+Every piece of client JSON (request bodies, WebSocket messages) is decoded by `decode_json()`, which
+refuses what would fail later instead: nesting deeper than MAX_DEPTH, lone UTF-16 surrogates
+(they cannot be stored or encoded), NaN and Infinity.
 """
 
 from __future__ import annotations
@@ -18,6 +21,55 @@ from cloudbank.platform.errors import BadRequest, TooLarge, UnsupportedMedia
 T = TypeVar("T")
 MAX_STRING = 2000
 MAX_ITEMS = 200
+MAX_DEPTH = 32  # no body or message of ours nests deeper than a handful of levels
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequest(f"{name} is not a JSON number; send a finite number")
+
+
+def _where(path: list[str | int]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def decode_json(raw: str | bytes, what: str = "the body") -> Any:
+    """Decode client JSON, refusing (BadRequest naming the field) what would fail later."""
+    try:
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise BadRequest(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest(f"{what} is not valid JSON") from None
+    # An explicit stack: walking a deep value must not recurse into Python's own limit.
+    stack: list[tuple[Any, list[str | int]]] = [(data, [])]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise BadRequest(f"{what} nests deeper than {MAX_DEPTH} levels")
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                where = _where(path)
+                raise BadRequest(f"field '{where}' holds a lone UTF-16 surrogate; send valid Unicode",
+                                 field=where)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _has_surrogate(key):
+                    raise BadRequest("a field name holds a lone UTF-16 surrogate; send valid Unicode",
+                                     field=_where(path))
+                stack.append((item, [*path, key[:64]]))
+        elif isinstance(value, list):
+            stack.extend((item, [*path, i]) for i, item in enumerate(value))
+    return data
 
 
 def limit(max_len: int) -> Any:
@@ -110,11 +162,7 @@ async def read_json(request: web.Request, model: type[T]) -> T:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge("the body is too large") from None
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON") from None
-    return parse(model, data)
+    return parse(model, decode_json(raw))
 
 
 def json_schema(tp: Any) -> dict[str, Any]:

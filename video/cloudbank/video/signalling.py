@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from cloudbank.platform.errors import BadRequest, Conflict, Forbidden
 from cloudbank.platform.events import ended_key
 from cloudbank.platform.service import CONFIG, REDIS, authenticate
 from cloudbank.platform.talk import talk_key
-from cloudbank.platform.validation import limit, parse
+from cloudbank.platform.validation import decode_json, limit, parse
 from cloudbank.video.errors import (
     BadMessage,
     Draining,
@@ -84,6 +83,14 @@ class Simple:
     type: Literal["snapshot", "leave"]
 
 
+@dataclass(frozen=True)
+class Ping:
+    """A liveness check (the events socket has the same): answered `{type: "pong", nonce?}`."""
+
+    type: Literal["ping"]
+    nonce: str | None = field(default=None, metadata=limit(64))
+
+
 def session_of(scope: str) -> str:
     prefix, _, session_id = scope.partition(":")
     if prefix != "session" or not session_id or len(session_id) > 128:
@@ -94,7 +101,7 @@ def session_of(scope: str) -> str:
 async def video_ws(request: web.Request) -> web.StreamResponse:
     """Check the join token, then run the party's signalling over a WebSocket."""
     app = request.app
-    claims = await authenticate(request, roles=["join"], scope=None)
+    claims = await authenticate(request, roles=["join"], scope=None, url_token=True)
     session_id = session_of(claims.scope)
     party = claims.get("party")
     if party not in PARTIES:
@@ -232,9 +239,9 @@ class Connection:
 
     async def _handle(self, text: str) -> str:
         try:
-            data = json.loads(text)
-        except ValueError:
-            raise BadMessage("the message is not valid JSON") from None
+            data = decode_json(text, "the message")
+        except BadRequest as exc:
+            raise BadMessage(exc.message) from None
         kind = data.get("type") if isinstance(data, dict) else None
         try:
             if kind == "offer":
@@ -248,8 +255,11 @@ class Connection:
                 if kind == "leave":
                     return "leave"
                 await self._snapshot()
+            elif kind == "ping":
+                ping = parse(Ping, data)
+                await self.send({"type": "pong"} if ping.nonce is None else {"type": "pong", "nonce": ping.nonce})
             else:
-                raise BadMessage("unknown message type; expected offer, candidate, talk, snapshot or leave")
+                raise BadMessage("unknown message type; expected offer, candidate, talk, snapshot, leave or ping")
         except BadRequest as exc:
             raise BadMessage(exc.message) from None
         return str(kind)
