@@ -8,6 +8,7 @@ registry entries written as the video node writes them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -435,6 +436,55 @@ async def test_transfer_to_a_named_teller(api: Client) -> None:
     assert await state_of(api, c.session["id"]) == "transferring"
 
 
+async def ticket_state(api: Client, ticket_id: str) -> str:
+    return str((await api.app[ROUTER].ticket(ticket_id))["ticket"]["state"])
+
+
+async def test_a_customer_who_hangs_up_while_transferred_leaves_the_new_queue(api: Client) -> None:
+    c = await call(api)
+    sid, tid = c.session["id"], c.session["ticket_id"]
+    await post(api, f"/sessions/{sid}/activate", c.teller)
+    assert (await post(api, f"/sessions/{sid}/transfer", c.teller, {"queue": "cards"})).status == 200
+    assert await ticket_state(api, tid) == "waiting"
+    assert (await post(api, f"/sessions/{sid}/end", c.customer)).status == 200
+    assert await ticket_state(api, tid) == "abandoned"
+    # A cards teller who gets ready now is offered nothing: nobody is waiting any more.
+    carla = await person(api, "carla", skills={"cards": 1})
+    assert (await api.post("/teller/state", json={"state": "ready"}, headers=carla.headers)).status == 200
+    teller = (await (await api.get("/teller", headers=carla.headers)).json())["teller"]
+    assert teller["state"] == "ready" and not teller.get("offer_id")
+
+
+async def test_a_transfer_racing_the_customers_hang_up_leaves_no_ticket_waiting(
+        api: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The customer hangs up between the ACD re-queueing the ticket and the session moving."""
+    from cloudbank.platform import acd_link
+    c = await call(api)
+    sid, tid = c.session["id"], c.session["ticket_id"]
+    await post(api, f"/sessions/{sid}/activate", c.teller)
+    real_transfer = acd_link.transfer
+
+    async def transfer_then_hang_up(*args: Any) -> dict[str, Any]:
+        ticket = await real_transfer(*args)
+        assert (await post(api, f"/sessions/{sid}/end", c.customer)).status == 200
+        return ticket
+
+    monkeypatch.setattr(acd_link, "transfer", transfer_then_hang_up)
+    resp = await post(api, f"/sessions/{sid}/transfer", c.teller, {"queue": "cards"})
+    assert resp.status == 409, await resp.text()
+    assert await state_of(api, sid) == "wrap_up" and await ticket_state(api, tid) == "abandoned"
+    assert (await api.app[ROUTER].teller(c.teller.id))["state"] == "wrap_up"
+
+
+async def test_a_hang_up_before_the_transfer_refuses_the_transfer(api: Client) -> None:
+    c = await call(api)
+    sid, tid = c.session["id"], c.session["ticket_id"]
+    assert (await post(api, f"/sessions/{sid}/end", c.customer)).status == 200
+    resp = await post(api, f"/sessions/{sid}/transfer", c.teller, {"queue": "cards"})
+    assert resp.status in (404, 409), await resp.text()
+    assert await state_of(api, sid) == "wrap_up" and await ticket_state(api, tid) != "waiting"
+
+
 @pytest.mark.parametrize(("body", "status"), [
     ({"queue": "nope"}, 404),
     ({"teller": "00000000-0000-0000-0000-000000000000"}, 404),
@@ -450,6 +500,37 @@ async def test_bad_transfers_change_nothing(api: Client, body: dict[str, Any], s
     assert await state_of(api, c.session["id"]) == "connecting"
     teller = (await (await api.get("/teller", headers=c.teller.headers)).json())["teller"]
     assert teller["state"] == "busy"
+
+
+# -- calls whose media never comes up (connect_timeout) ---------------------------------------------
+
+async def test_a_call_whose_media_never_comes_up_ends_and_frees_the_teller(api: Client) -> None:
+    from cloudbank.platform.connect_timeout import expire_due
+    silent = await call(api)
+    talking = await call(api, teller=await person(api, "tom"), customer=await kiosk(api, "kiosk-2"))
+    assert (await post(api, f"/sessions/{talking.session['id']}/activate", talking.teller)).status == 200
+    assert await expire_due(api.app) == 0  # nothing is due yet
+    later = time.time() + api.app[CONFIG].session_connect_timeout_s + 1
+    assert await expire_due(api.app, now=later) == 1
+    assert await state_of(api, silent.session["id"]) == "wrap_up"
+    assert await state_of(api, talking.session["id"]) == "active"
+    assert (await api.app[ROUTER].teller(silent.teller.id))["state"] == "wrap_up"
+    ended = [e for e in await stream(api, silent.customer.client) if e["type"] == "session.ended"]
+    assert [(e["by"], e["reason"]) for e in ended] == [("platform", "no_media")]
+    assert await expire_due(api.app, now=later) == 0  # once only
+
+
+async def test_the_platform_ends_a_call_stuck_connecting_by_itself(aiohttp_client: MakeClient,
+                                                                   config: Config) -> None:
+    api = await aiohttp_client(create_app(config.with_(session_connect_timeout_s=0.5)))
+    await Catalogue(api.app[ENGINE]).upsert(Service("general", "General enquiry", "general"))
+    await add_node(api, "node-a")
+    c = await call(api)
+    for _ in range(150):  # the sweeper passes once a second; 15 s at most
+        if await state_of(api, c.session["id"]) != "connecting":
+            break
+        await asyncio.sleep(0.1)
+    assert await state_of(api, c.session["id"]) == "wrap_up"
 
 
 # -- monitor -----------------------------------------------------------------------------------------

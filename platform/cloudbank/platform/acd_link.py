@@ -43,6 +43,16 @@ async def call_ended(app: web.Application, teller_id: str, ticket_id: str) -> st
     return ""
 
 
+async def abandon_waiting(app: web.Application, ticket_id: str) -> bool:
+    """Take a ticket that waits (or rings) for a customer who has gone out of its queue; False when
+    it is not waiting (the usual case: the call it was in is over)."""
+    try:
+        await router(app).abandon(ticket_id)
+    except (Conflict, NotFound):
+        return False
+    return True
+
+
 async def transfer(app: web.Application, ticket_id: str, queue: str | None, teller: str | None) -> dict[str, Any]:
     """Re-queue the ticket to another queue or teller (the ACD refuses unknown ones, 404)."""
     return await router(app).transfer(ticket_id, to_queue=queue, to_teller=teller)

@@ -8,6 +8,7 @@ from cloudbank.platform import (
     acd_api,
     authorisations,
     catalogue,
+    connect_timeout,
     events_api,
     floor,
     id_cards,
@@ -51,6 +52,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(ratings.routes)
     app.cleanup_ctx.append(matcher.acd_ctx)  # after service_app's resources: it needs Redis
     app.cleanup_ctx.append(sessions.node_watch_ctx)  # moves calls off video nodes that die
+    app.cleanup_ctx.append(connect_timeout.connect_timeout_ctx)  # ends calls whose media never came up
     # config.otp_sender has one choice today ("file"); an SMS gateway would be picked here.
     app[phone_auth.OTP_SENDER] = phone_auth.default_sender(config.data)
     app[events_api.WS_CLIENTS] = {}

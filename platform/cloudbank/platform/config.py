@@ -48,6 +48,8 @@ class Config:
     callback_threshold_s: float = 600.0
     service_level_s: float = 20.0
     metrics_window_s: float = 3600.0
+    # A call whose media has not come up this long after the teller accepted ends (the teller is freed).
+    session_connect_timeout_s: float = 60.0
     # Video node
     video_node_id: str = ""
     # Addresses the video node gathers ICE candidates on; empty: the address it binds (`host`).
@@ -231,6 +233,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "turn_secret": _parse_plain_str,
     "asr_engine": _parse_choice("pocketsphinx", "vosk"),
     "asr_model_path": _parse_plain_str,
+    "session_connect_timeout_s": _parse_float,
     "asr_language": lambda n, v: _parse_plain_str(n, v).strip().lower(),
     "asr_kws_threshold": _parse_probability,
     "asr_pool_size": lambda n, v: _parse_int(n, v, 0, 64),

@@ -61,6 +61,8 @@ PLACEMENT_HOLD_S = 10
 PUSH_TTL_S = 24 * 3600
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TURN_TTL_S = 3600
+# Deadlines of sessions still connecting (`connect_timeout` ends those whose media never came up).
+CONNECT_DEADLINES = "sessions:connect_deadlines"
 
 
 class NoVideoNode(ApiError):
@@ -305,6 +307,7 @@ class Sessions:
                 sessions.c.ticket_id == ticket_id, sessions.c.state == "transferring"))).all()
         for row in earlier:
             await self.move(_session(row), "wrap_up", "platform", "session.transferred", {"to": session_id})
+        await self.redis.zadd(CONNECT_DEADLINES, {session_id: now + self.config.session_connect_timeout_s})
         teller_client = f"user:{teller_id}"
         await events.add_to_audience(self.redis, session_id, customer)
         await events.add_to_audience(self.redis, session_id, teller_client)
@@ -387,17 +390,27 @@ class Sessions:
     async def end(self, session_id: str, claims: Claims) -> Session:
         """Either party hangs up: the teller goes to wrap-up (at the ACD too)."""
         session, party = await self.for_party(session_id, claims)
+        moved = await self.finish(session, actor(claims), party, "session.ended")
+        if party == "customer":
+            # A customer who hangs up while being transferred leaves the queue the call was sent
+            # to (the ticket waits there, or rings a teller, for nobody otherwise).
+            await acd_link.abandon_waiting(self.app, session.ticket_id)
+        return moved
+
+    async def finish(self, session: Session, who: str, by: str, action: str, reason: str = "") -> Session:
+        """End the call: the session and its teller (at the ACD) go to wrap-up, then both parties
+        are told `session.ended {by, reason?}`."""
         # retry: hanging up must win over the activate that media coming up sends at the same moment
         # (a 409 there made the console show its wrap-up while the call and the ACD stayed busy).
-        moved = await self.move(session, "wrap_up", actor(claims), "session.ended", {"by": party},
-                                announce=False, retry=True)
+        details = {"by": by, **({"reason": reason} if reason else {})}
+        moved = await self.move(session, "wrap_up", who, action, details, announce=False, retry=True)
         note = await acd_link.call_ended(self.app, session.teller_id, session.ticket_id)
         if note:
             await self.app[AUDIT].append("platform", "session.acd_note", f"session:{session.id}", {"acd": note})
         # Told only now: a console that shows its wrap-up on this event and asks the ACD finds the
         # teller in wrap-up, not still "in a call".
         await self.announce(moved)
-        await events.publish_to_session(self.redis, session.id, {"type": "session.ended", "by": party,
+        await events.publish_to_session(self.redis, session.id, {"type": "session.ended", **details,
                                                                  "session": moved.public()})
         return moved
 
@@ -409,8 +422,13 @@ class Sessions:
         if not transition_allowed(session.state, "transferring"):
             raise Conflict(f"the session is {session.state}; it cannot be transferred", state=session.state)
         ticket = await acd_link.transfer(self.app, session.ticket_id, queue, teller)
-        moved = await self.move(session, "transferring", actor(claims), "session.transfer",
-                                {"to_queue": queue, "to_teller": teller})
+        try:
+            moved = await self.move(session, "transferring", actor(claims), "session.transfer",
+                                    {"to_queue": queue, "to_teller": teller})
+        except Conflict:
+            # The customer hung up as the ticket was re-queued: take it out of the new queue.
+            await acd_link.abandon_waiting(self.app, session.ticket_id)
+            raise
         return {"session": moved.public(), "ticket": ticket}
 
     async def wrapup(self, session_id: str, claims: Claims, disposition: str, notes: str, service_done: bool,
