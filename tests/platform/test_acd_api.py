@@ -25,7 +25,7 @@ from cloudbank.platform.identity import Directory
 from cloudbank.platform.matcher import sync_queues
 from cloudbank.platform.queue_log import QueueLog
 from cloudbank.platform.records import users
-from cloudbank.platform.service import ENGINE, KEYS, REDIS
+from cloudbank.platform.service import AUDIT, ENGINE, KEYS, REDIS
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -104,6 +104,15 @@ def staff(api: Client, role: str = "supervisor") -> Headers:
     return bearer(api.app[KEYS].issue(str(uuid.uuid4()), role, "api", 600))
 
 
+async def supervisor(api: Client, name: str, queues: list[str]) -> tuple[str, Headers]:
+    uid = str(uuid.uuid4())
+    async with api.app[ENGINE].begin() as conn:
+        await conn.execute(users.insert().values(
+            id=uid, username=name, display_name=name, role="supervisor", password_hash="-", skills="{}",
+            queues=json.dumps(queues), created_at=time.time()))
+    return uid, bearer(api.app[KEYS].issue(uid, "supervisor", "api", 600, name=name))
+
+
 async def ok(resp: Any, status: int = 200) -> Any:
     assert resp.status == status, await resp.text()
     return await resp.json()
@@ -117,12 +126,57 @@ async def queue_log(api: Client) -> list[tuple[str, str]]:
     return [(e.event, e.ticket_id) for e in await QueueLog(api.app[REDIS]).recent(0)]
 
 
+@pytest.mark.parametrize("claimed", ["elderly", "vip"])
+async def test_a_customer_cannot_claim_a_priority_class(api: Client, claimed: str) -> None:
+    _, kh = await kiosk(api)
+    _, ph = phone(api)
+    for headers in (kh, ph):
+        resp = await api.post("/tickets", json={"service": "general", "priority": claimed}, headers=headers)
+        body = await resp.json()
+        assert resp.status == 403 and body["field"] == "priority" and "staff" in body["message"], body
+    assert await queue_log(api) == []  # refused before anything was queued
+    assert (await take_ticket(api, kh))["priority"] == "normal"  # and the customer is not stuck
+
+
+async def test_a_supervisor_of_the_queue_sets_the_priority_and_it_moves_ahead(api: Client) -> None:
+    await Catalogue(api.app[ENGINE]).upsert(Service("loans", "Loans", "loans"))
+    await sync_queues(api.app)
+    kiosks = [await kiosk(api, f"k{i}") for i in range(3)]
+    first, second, third = [await take_ticket(api, kh) for _, kh in kiosks]
+    _, own = await supervisor(api, "sue", ["general"])
+    _, other = await supervisor(api, "sam", ["loans"])
+    path = f"/tickets/{third['id']}/priority"
+    _, th = await teller(api, "tom")
+    for headers, status in ((kiosks[2][1], 403), (th, 403), (other, 403)):
+        assert (await api.post(path, json={"priority": "vip"}, headers=headers)).status == status
+    assert (await api.post(path, json={"priority": "king"}, headers=own)).status == 400
+    assert (await api.post("/tickets/nope/priority", json={"priority": "vip"}, headers=own)).status == 404
+    moved = (await ok(await api.post(path, json={"priority": "vip"}, headers=own)))["ticket"]
+    assert (moved["priority"], moved["position"]) == ("vip", 1)
+    seen = (await ok(await api.get(f"/tickets/{third['id']}", headers=kiosks[2][1])))["ticket"]
+    assert (seen["priority"], seen["position"]) == ("vip", 1)
+    assert (await ok(await api.get(f"/tickets/{first['id']}", headers=kiosks[0][1])))["ticket"]["position"] == 2
+    update = [e for _, e in await events.read(api.app[REDIS], f"device:{kiosks[2][0]}")
+              if e["type"] == "ticket.update"][-1]
+    assert update["ticket"]["priority"] == "vip"
+    (record,) = [r for r in await api.app[AUDIT].records() if r.action == "ticket.priority"]
+    assert (record.subject, record.details) == (f"ticket:{third['id']}", {
+        "queue": "general", "priority": "vip", "from": "normal"})
+    # An admin may too; a ticket no longer waiting is refused.
+    admin = staff(api, "admin")
+    assert (await ok(await api.post(f"/tickets/{second['id']}/priority", json={"priority": "elderly"},
+                                    headers=admin)))["ticket"]["priority"] == "elderly"
+    await ok(await api.delete(f"/tickets/{first['id']}", headers=kiosks[0][1]))
+    assert (await api.post(f"/tickets/{first['id']}/priority", json={"priority": "vip"},
+                           headers=admin)).status == 409
+
+
 async def test_kiosk_ticket_offered_to_a_teller_on_the_other_node_and_accepted(
         api: Client, api2: Client, starter: Starter) -> None:
     device_id, kh = await kiosk(api)
-    ticket = await take_ticket(api, kh, priority="elderly")
+    ticket = await take_ticket(api, kh, priority="normal")
     assert (ticket["state"], ticket["position"], ticket["priority"], ticket["channel"]) == (
-        "waiting", 1, "elderly", "kiosk")
+        "waiting", 1, "normal", "kiosk")
     uid, th = await teller(api, "alice")
     state = (await ok(await api2.post("/teller/state", json={"state": "ready"}, headers=th)))["teller"]
     assert state["state"] == "offered" and state["ticket_id"] == ticket["id"]

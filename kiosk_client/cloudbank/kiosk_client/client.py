@@ -158,11 +158,9 @@ class PlatformClient:
     async def services(self) -> list[dict[str, Any]]:
         return list((await self.request("GET", "services"))["services"])
 
-    async def create_ticket(self, service: str, priority: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"service": service}
-        if priority is not None:
-            body["priority"] = priority
-        return dict((await self.request("POST", "tickets", body))["ticket"])
+    async def create_ticket(self, service: str) -> dict[str, Any]:
+        # No priority class: a customer cannot claim one (staff set elderly or vip on the waiting ticket).
+        return dict((await self.request("POST", "tickets", {"service": service}))["ticket"])
 
     async def ticket(self, ticket_id: str) -> dict[str, Any]:
         body = await self.request("GET", f"tickets/{quote(ticket_id, safe='')}")

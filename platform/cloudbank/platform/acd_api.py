@@ -1,8 +1,10 @@
 """HTTP endpoints of the ACD: customers' tickets, tellers' state and offers, the wallboard, metrics.
 
 Customers (kiosk `device` or verified `phone` tokens) own their tickets: another customer's id is
-answered 404 as if it did not exist. Tellers act only on their own offers. A customer holds one
-live ticket at a time (a replayed `POST tickets` gets 409 with the live one).
+answered 404 as if it did not exist. A customer cannot choose a priority class (anyone could say they
+are a VIP): `elderly` or `vip` is set by a supervisor of the queue or an admin on a waiting ticket.
+Tellers act only on their own offers. A customer holds one live ticket at a time (a replayed
+`POST tickets` gets 409 with the live one).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from cloudbank.platform import metrics, ratings, sessions
+from cloudbank.platform.authorisations import overseen_queues
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
@@ -43,6 +46,11 @@ SESSION_STARTER: web.AppKey[SessionStarter] = web.AppKey("acd_session_starter")
 class TicketBody:
     service: str = field(metadata=limit(64))
     priority: str = field(default="normal", metadata=limit(32))
+
+
+@dataclass(frozen=True)
+class PriorityBody:
+    priority: str = field(metadata=limit(32))
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,10 @@ async def create_ticket(request: web.Request) -> web.Response:
             await router.sync_catalogue([svc])
         if body.priority not in router.priorities:
             raise BadRequest(f"priority must be one of {', '.join(router.priorities)}", field="priority")
+        if body.priority != "normal":
+            # Nothing verifies a customer's claim when the ticket is taken (the ID check happens in the call).
+            raise Forbidden("a customer cannot choose a priority class; staff set elderly or vip on the "
+                            "waiting ticket", field="priority")
         ticket = await router.enqueue(service=body.service, customer=customer, channel=channel,
                                       priority=body.priority, branch=branch)
     except BaseException:
@@ -150,6 +162,23 @@ async def leave(request: web.Request) -> web.Response:
     """Leave the queue (abandoned, with the time waited) or cancel a booked call-back."""
     customer, _, _ = await _customer(request)
     ticket = await request.app[ROUTER].abandon(_path_id(request, "ticket_id"), customer)
+    return web.json_response({"ticket": ticket})
+
+
+@routes.post("/tickets/{ticket_id}/priority")
+async def set_priority(request: web.Request) -> web.Response:
+    """A supervisor of the ticket's queue, or an admin, puts a waiting ticket in a priority class."""
+    claims = await authenticate(request, roles=STAFF_VIEW)
+    body = await read_json(request, PriorityBody)
+    router = request.app[ROUTER]
+    ticket_id = _path_id(request, "ticket_id")
+    raw = (await router.ticket(ticket_id))["raw"]
+    overseen = await overseen_queues(request.app, claims)
+    if overseen and raw["queue"] not in overseen:
+        raise Forbidden("only a supervisor of this ticket's queue may change its priority")
+    ticket = await router.set_priority(ticket_id, body.priority)
+    await request.app[AUDIT].append(claims.sub, "ticket.priority", f"ticket:{ticket_id}", {
+        "queue": raw["queue"], "priority": body.priority, "from": raw.get("priority", "normal")})
     return web.json_response({"ticket": ticket})
 
 
@@ -282,7 +311,7 @@ async def wallboard(request: web.Request) -> web.Response:
 @routes.get("/wallboard/ws")
 async def wallboard_ws(request: web.Request) -> web.WebSocketResponse:
     """The wallboard pushed every couple of seconds as `{type: "wallboard", ...}`."""
-    claims = await authenticate(request, roles=STAFF_VIEW)
+    claims = await authenticate(request, roles=STAFF_VIEW, url_token=True)
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
     await ws.prepare(request)
 

@@ -130,7 +130,7 @@ class Router:
         # script name -> (sha1, text): EVALSHA directly, loading the script only when Redis lacks it
         self._scripts: dict[str, tuple[str, str]] = {}
         for name in ("ENQUEUE", "SET_STATE", "ACCEPT", "DECLINE", "TICK", "ABANDON", "CALLBACK",
-                     "CALL_ENDED", "WRAPUP_DONE", "UNDO_ACCEPT"):
+                     "PRIORITY", "CALL_ENDED", "WRAPUP_DONE", "UNDO_ACCEPT"):
             text = routing_lua.PRELUDE + getattr(routing_lua, name)
             self._scripts[name] = (hashlib.sha1(text.encode()).hexdigest(), text)
 
@@ -301,6 +301,15 @@ class Router:
         """The customer leaves (counted as abandoned with the time waited)."""
         result = await self._run("ABANDON", ticket_id, customer or "")
         await self._announce(result)
+        view = await self.ticket(ticket_id)
+        await self._publish_view(view)
+        return dict(view["ticket"])
+
+    async def set_priority(self, ticket_id: str, priority: str) -> dict[str, Any]:
+        """Put a waiting ticket in another priority class (a staff decision; customers cannot)."""
+        if priority not in self.priorities:
+            raise BadRequest(f"priority must be one of {', '.join(self.priorities)}", field="priority")
+        await self._run("PRIORITY", ticket_id, priority, repr(self.priorities[priority]))
         view = await self.ticket(ticket_id)
         await self._publish_view(view)
         return dict(view["ticket"])

@@ -419,6 +419,23 @@ end
 return reply({ok = true, made = made, cancelled = cancelled})
 """
 
+# ARGV[5..]: ticket, priority class, its boost. Staff move a waiting ticket: its place becomes its
+# enter time minus the new boost, as if it had arrived with that class.
+PRIORITY = r"""
+local tid, priority, boost = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local key = P .. 't:' .. tid
+local t = redis.call('HMGET', key, 'state', 'queue', 'enq', 'pq', 'priority')
+if not t[1] then return fail('no_ticket') end
+if t[1] ~= 'waiting' then return fail('not_waiting') end
+local score = fmt(tonumber(t[3]) - boost)
+local zkey = (t[4] and t[4] ~= '') and (P .. 'pq:' .. t[4]) or (P .. 'q:' .. t[2])
+redis.call('ZADD', zkey, 'XX', score, tid)
+redis.call('HSET', key, 'priority', priority, 'boost', tostring(boost), 'score', score)
+redis.call('SADD', P .. 'dirty', t[2])
+log('priority', t[2], tid, '', {'priority', priority, 'from', t[5] or 'normal'})
+return reply({ok = true})
+"""
+
 # ARGV[5..]: ticket, customer, at
 CALLBACK = r"""
 local tid, customer, at = ARGV[5], ARGV[6], ARGV[7]
