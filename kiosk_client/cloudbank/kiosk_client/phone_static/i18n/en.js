@@ -103,6 +103,7 @@ export default {
   "done.start_over": "Start again",
   "done.you_hung_up": "You ended the call.",
   "done.call_ended": "The call has ended. Thank you.",
+  "done.no_media": "The call could not connect: the video never came up. Please try again.",
   "done.left_queue": "You left the queue.",
   "done.callback_booked": "We will call you back. You can close this page.",
 };

@@ -102,6 +102,7 @@ export default {
   "done.start_over": "重新开始",
   "done.you_hung_up": "您已结束通话。",
   "done.call_ended": "通话已结束，谢谢。",
+  "done.no_media": "通话未能接通：视频一直没有建立，请重试。",
   "done.left_queue": "您已离开队列。",
   "done.callback_booked": "我们会给您回电，您可以关闭本页面。",
 };

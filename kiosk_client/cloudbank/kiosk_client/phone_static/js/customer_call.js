@@ -172,7 +172,9 @@ export class CustomerCall {
       case "video.rejoin": if (this.call) this.call.moveTo(event.video); break;
       case "push": this.pushes.push(event); this.nextPush(); break;
       // Ended by the teller. (After the customer's own hang-up the end screen already says so.)
-      case "session.ended": if (this.screen === "call") this.endCall("done.call_ended"); break;
+      case "session.ended":
+        if (this.screen === "call") this.endCall(ev.reason === "no_media" ? "done.no_media" : "done.call_ended");
+        break;
       default: this.onOtherEvent(event); break;
     }
   }

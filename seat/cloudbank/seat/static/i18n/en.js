@@ -300,6 +300,7 @@ export default {
   "wrapup.required": "Choose a disposition code first.",
   "wrapup.time_left": "Wrap-up time left: {seconds} s",
   "wrapup.customer_ended": "The customer ended the call.",
+  "wrapup.no_media": "The call ended by itself: the video connection never came up with the customer.",
   "wrapup.time_over": "Wrap-up time is over: you are {state} now. Save this call's outcome.",
   "wrapup.time_ending": "Wrap-up time is up…",
   "hold.banner": "On hold: the customer cannot see or hear you",

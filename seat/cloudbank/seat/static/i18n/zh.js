@@ -300,6 +300,7 @@ export default {
   "wrapup.required": "请先选择处理结果。",
   "wrapup.time_left": "话后处理剩余：{seconds} 秒",
   "wrapup.customer_ended": "客户已挂断通话。",
+  "wrapup.no_media": "通话已自动结束：与客户的视频连接一直未能建立。",
   "wrapup.time_over": "话后处理时间已到：您现在的状态是“{state}”。请保存本次通话的结果。",
   "wrapup.time_ending": "话后处理时间已到…",
   "hold.banner": "通话保持中：客户看不到也听不到您",

@@ -31,11 +31,12 @@ export class WrapupScreen {
     this.unsubscribe = store ? store.subscribe(() => this.tick && this.tick()) : () => {};
   }
 
-  /** Who hung up (`session.ended`'s `by`): the customer's hang-up is said in words. */
+  /** Who ended the call (`session.ended`'s `by`): the customer's hang-up, or the platform's end of a
+   * call whose media never came up, is said in words. */
   endedBy(by) {
     this.call.ended_by = by || null;
     if (!this.endedEl) return;
-    const text = by === "customer" ? t("wrapup.customer_ended") : "";
+    const text = by === "customer" ? t("wrapup.customer_ended") : by === "platform" ? t("wrapup.no_media") : "";
     this.endedEl.textContent = text;
     this.endedEl.hidden = !text;
   }
