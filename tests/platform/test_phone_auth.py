@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,7 +12,14 @@ from aiohttp.test_utils import TestClient
 
 from cloudbank.platform.app import create_app
 from cloudbank.platform.config import Config
-from cloudbank.platform.phone_auth import MAX_ATTEMPTS, OTP_SENDER, STARTS_PER_NUMBER, FileOtpSender
+from cloudbank.platform.phone_auth import (
+    MAX_ATTEMPTS,
+    OTP_SENDER,
+    STARTS_PER_ADDRESS,
+    STARTS_PER_NUMBER,
+    FileOtpSender,
+    normalise_phone,
+)
 from cloudbank.platform.service import KEYS, REDIS
 
 Client = TestClient[Any, Any]
@@ -119,6 +127,45 @@ async def test_starts_are_rate_limited_per_number(api: Client) -> None:
     await _start(api, "+821033334444")  # another number is unaffected
 
 
+@pytest.mark.parametrize("written", ["821055556666", "00821055556666", "+82 (10) 5555-6666", "+82.10.5555.6666"])
+def test_every_way_of_writing_a_number_is_one_number(written: str) -> None:
+    assert normalise_phone(written) == "+821055556666"
+
+
+async def test_one_handset_written_two_ways_shares_its_rate_limit_and_its_customer_id(api: Client) -> None:
+    tokens = []
+    for written in ("+15551234567", "15551234567"):
+        challenge, code = await _start(api, written)
+        tokens.append(await (await _verify(api, challenge, code)).json())
+    assert tokens[0]["customer_id"] == tokens[1]["customer_id"] and tokens[1]["phone"] == "+15551234567"
+    await _start(api, "0015551234567")  # the third start of this number, however written
+    resp = await api.post("/phone/start", json={"phone": "1 555 123 4567"})
+    assert resp.status == 429 and len(_sender(api).sent) == STARTS_PER_NUMBER
+    assert await api.app[REDIS].keys("phone:customer:*") == ["phone:customer:+15551234567"]
+
+
+async def test_starts_are_rate_limited_per_address(api: Client) -> None:
+    for n in range(STARTS_PER_ADDRESS):
+        await _start(api, f"+8210{n:08d}")
+    resp = await api.post("/phone/start", json={"phone": "+821099990000"})
+    assert resp.status == 429 and "this address" in (await resp.json())["message"]
+    assert len(_sender(api).sent) == STARTS_PER_ADDRESS
+
+
+async def test_the_demo_sender_says_so_at_start_and_keeps_codes_out_of_the_log(
+        config: Config, caplog: pytest.LogCaptureFixture, api: Client) -> None:
+    caplog.set_level(logging.DEBUG)
+    sender = FileOtpSender(config.data / "outbox-test.log")
+    assert any(r.levelno == logging.WARNING and "demo only" in r.getMessage() for r in caplog.records)
+    await sender.send("+821012345678", "314159")
+    await sender.send("+821012345678", "271828")
+    text = (config.data / "outbox-test.log").read_text()
+    assert text.startswith("# cloudbank DEMO one-time-code outbox") and text.count("DEMO") == 1
+    assert text.splitlines()[-1].endswith("+821012345678 271828")
+    assert (config.data / "outbox-test.log").stat().st_mode & 0o077 == 0  # only its owner reads it
+    assert not [r for r in caplog.records if "314159" in r.getMessage() or "271828" in r.getMessage()]
+
+
 async def test_a_failing_sender_is_a_server_error_not_a_token(aiohttp_client: MakeClient, config: Config) -> None:
     app = create_app(config)
     app[OTP_SENDER] = FailingSender(config.data / "otp.log")
@@ -135,6 +182,10 @@ async def test_a_failing_sender_is_a_server_error_not_a_token(aiohttp_client: Ma
     ("/phone/start", b'{"phone": 821012345678}', 400, "must be a string"),
     ("/phone/start", b'{"phone": "call me maybe"}', 400, "6-15 digits"),
     ("/phone/start", b'{"phone": "12345"}', 400, "6-15 digits"),
+    ("/phone/start", b'{"phone": "010-1234-5678"}', 400, "country code"),
+    ("/phone/start", b'{"phone": "+0821012345678"}', 400, "6-15 digits"),
+    ("/phone/start", b'{"phone": "+82 10 1234 5678 ext 9"}', 400, "6-15 digits"),
+    ("/phone/start", b'{"phone": "+8210\\u0661\\u0662\\u0663\\u0664"}', 400, "6-15 digits"),
     ("/phone/start", b'{"phone": "' + b"1" * (1024 * 1024) + b'"}', 413, "too large"),
     ("/phone/verify", b'{"challenge_id": "x"}', 400, "'code' is required"),
     ("/phone/verify", b'{"challenge_id": "abcdefghijklmnopqrstuvwx", "code": 123456}', 400, "must be a string"),

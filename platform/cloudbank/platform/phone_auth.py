@@ -1,10 +1,14 @@
 """Phone customers: a one-time code sent to a phone number, exchanged for a token bound to it.
 
 `POST phone/start {phone}` -> `{challenge_id, expires_in}`: a 6-digit code goes out through the
-app's `OtpSender` (the default writes it to the log and to `<data>/otp.log`). `POST phone/verify
-{challenge_id, code}` -> `{token, customer_id, phone}`. Codes expire, are single-use, allow a few
-attempts; starts are rate limited per number and per client address. Only a hash of each code is kept.
-A number maps to one stable customer id, so a customer sees the same tickets after a new sign-in.
+app's `OtpSender`. `POST phone/verify {challenge_id, code}` -> `{token, customer_id, phone}`. Codes
+expire, are single-use, allow a few attempts; starts are rate limited per number and per client
+address. Only a hash of each code is kept. Numbers are normalised once, first (`normalise_phone`), so
+`+1 555…`, `001555…` and `1555…` are one number: one rate limit and one stable customer id.
+
+The default sender (`FileOtpSender`) is for the demo only: it appends codes to `<data>/otp.log`, the
+demo's outbox, and says so at start. A real deployment plugs in an SMS gateway: any object with
+`async send(phone, code)` (the `OtpSender` protocol) put at `app[OTP_SENDER]` after `create_app`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import time
@@ -37,7 +42,7 @@ STARTS_PER_NUMBER = 3          # per STARTS_WINDOW_S
 STARTS_PER_ADDRESS = 20
 STARTS_WINDOW_S = 600
 PHONE_TOKEN_TTL_S = 4 * 3600
-PHONE_RE = re.compile(r"^\+?[0-9]{6,15}$")
+PHONE_RE = re.compile(r"^\+[1-9][0-9]{5,14}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -48,19 +53,28 @@ class OtpSender(Protocol):
 
 
 class FileOtpSender:
-    """The embedded default: the code goes to the log and is appended to a local file."""
+    """The demo's sender: each code is appended to a local outbox file the person trying the demo
+    reads. It is not written to the log (logs are collected and kept; the outbox is the demo's SMS)."""
+
+    HEADER = ("# cloudbank DEMO one-time-code outbox: no SMS sender is configured, so codes are written here.\n"
+              "# Never use this in production: plug in a real OtpSender (see cloudbank.platform.phone_auth).\n")
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        log.warning("phone one-time codes go to the demo outbox %s, not to phones: this sender is for the "
+                    "demo only; plug in a real OtpSender (an SMS gateway) for production", path)
 
     async def send(self, phone: str, code: str) -> None:
-        log.info("one-time code for %s: %s", phone, code)
+        log.info("one-time code for %s written to the demo outbox", phone)
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {phone} {code}\n"
         await asyncio.to_thread(self._append, line)
 
     def _append(self, line: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            if f.tell() == 0:
+                f.write(self.HEADER)
             f.write(line)
 
 
@@ -72,10 +86,19 @@ def default_sender(data: Path) -> OtpSender:
 
 
 def normalise_phone(raw: str) -> str:
-    """Digits with an optional leading '+'; spaces, dashes, dots and brackets are dropped."""
+    """The number in E.164 form, `+` and 6-15 digits. Spaces, dashes, dots and brackets go; a leading
+    `00` is the international prefix; digits without `+` are read as already starting with the country
+    code; a national number (one leading 0) is refused, since which country it is in is unknown."""
     phone = re.sub(r"[\s\-().]", "", raw)
-    if not PHONE_RE.match(phone):
-        raise BadRequest("phone must be a number of 6-15 digits, optionally starting with +", field="phone")
+    if phone.startswith("00"):
+        phone = "+" + phone[2:]
+    elif phone.startswith("0"):
+        raise BadRequest("give the number with its country code, e.g. +82 10 1234 5678 (not 010...)",
+                         field="phone")
+    phone = phone if phone.startswith("+") else "+" + phone
+    if not PHONE_RE.fullmatch(phone):
+        raise BadRequest("phone must be a number of 6-15 digits with its country code, optionally starting "
+                         "with + or 00", field="phone")
     return phone
 
 
