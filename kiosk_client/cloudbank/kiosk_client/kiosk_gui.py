@@ -27,11 +27,12 @@ from cloudbank.kiosk_client import forms
 from cloudbank.kiosk_client.client import absolute_video
 from cloudbank.kiosk_client.errors import KioskError, PlatformError, PlaylistError
 from cloudbank.kiosk_client.kiosk_app import Kiosk
-from cloudbank.kiosk_client.phone_app import page_policy
+from cloudbank.kiosk_client.phone_app import CONTENT_SECURITY_POLICY
 from cloudbank.platform.errors import BadRequest
 from cloudbank.platform.service import Handler
 from cloudbank.platform.static_files import COMMON, add_static
 from cloudbank.platform.validation import decode_json
+from cloudbank.platform.web_security import CAMERA_AND_MIC, Policy, protect
 
 STATIC = Path(__file__).parent / "kiosk_static"
 SHARED = Path(__file__).parent / "phone_static"
@@ -197,10 +198,7 @@ async def same_origin(request: web.Request, handler: Handler) -> web.StreamRespo
     if origin is not None and origin != f"{request.scheme}://{request.host}":
         return web.json_response({"error": "forbidden", "message": "cross-origin requests are refused"},
                                  status=403)
-    response = await handler(request)
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
+    return await handler(request)
 
 
 async def index(_request: web.Request) -> web.FileResponse:
@@ -209,7 +207,8 @@ async def index(_request: web.Request) -> web.FileResponse:
 
 def create_gui_app(kiosk: Kiosk) -> web.Application:
     # The same strict policy as the phone page: the kiosk screen runs the same modules.
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[same_origin, page_policy])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[same_origin])
+    protect(app, Policy(CONTENT_SECURITY_POLICY, CAMERA_AND_MIC))  # served on loopback: plain http
     app[KIOSK] = kiosk
     app.router.add_get("/", index)
     app.router.add_get("/state.json", state)

@@ -11,34 +11,17 @@ from pathlib import Path
 from aiohttp import web
 
 from cloudbank.platform.config import Config
-from cloudbank.platform.service import Handler, service_app
+from cloudbank.platform.service import service_app
 from cloudbank.platform.static_files import add_static_app
+from cloudbank.platform.web_security import CAMERA_AND_MIC, page_csp
 
 STATIC = Path(__file__).parent / "phone_static"
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "media-src 'self' blob: mediastream:",
-    "connect-src 'self' ws: wss:",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-])
-
-
-@web.middleware
-async def page_policy(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["Permissions-Policy"] = "camera=(self), microphone=(self), geolocation=(), payment=()"
-    return response
+# The video node a call lands on may be another host than the page's: sockets to any ws(s) origin.
+CONTENT_SECURITY_POLICY = page_csp(connect="'self' ws: wss:", media="'self' blob: mediastream:")
 
 
 def create_app(config: Config) -> web.Application:
-    app = service_app(config, "phone")
-    app.middlewares.append(page_policy)
+    app = service_app(config, "phone", csp=CONTENT_SECURITY_POLICY, permissions=CAMERA_AND_MIC)
     add_static_app(app, STATIC)
     return app

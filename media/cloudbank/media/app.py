@@ -27,8 +27,9 @@ from cloudbank.media.probe import Durations
 from cloudbank.media.recordings import RecordingsCatalogue
 from cloudbank.media.retention import purge_expired
 from cloudbank.platform.config import Config
-from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, Handler, service_app
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, service_app
 from cloudbank.platform.static_files import add_static_app
+from cloudbank.platform.web_security import page_csp
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,8 @@ HOUSEKEEPING_INTERVAL_S = 300.0
 HOUSEKEEPING = web.AppKey("media_housekeeping", asyncio.Task[None])
 FOLLOWER = web.AppKey("media_recordings_follower", asyncio.Task[None])
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    # Previews and players show blobs fetched with the admin's token (blob: URLs).
-    "img-src 'self' data: blob:",
-    "media-src 'self' blob:",
-    "connect-src 'self'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-])
+# Previews and players show blobs fetched with the admin's token, or recordings by URL.
+CONTENT_SECURITY_POLICY = page_csp(connect="'self'", media="'self' blob:")
 
 
 async def housekeeping_once(app: web.Application) -> None:
@@ -86,21 +77,13 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
             await app[key]
 
 
-@web.middleware
-async def _csp(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
-    return response
-
-
 async def _client_config(_request: web.Request) -> web.Response:
     return web.json_response({"api": "/api/", "heartbeat_stale_s": 120}, headers={"Cache-Control": "no-cache"})
 
 
 def create_app(config: Config) -> web.Application:
-    app = service_app(config, "media", client_max_size=config.max_upload_bytes)
-    app.middlewares.append(_csp)
+    # Uploads stream to the store under their own limit (max_upload_bytes); every other body is small.
+    app = service_app(config, "media", csp=CONTENT_SECURITY_POLICY)
     app.cleanup_ctx.append(_housekeeping)  # after service_app's resources: it needs the database
     app.router.add_get("/config.json", _client_config)
     app[media_api.DURATIONS] = Durations()

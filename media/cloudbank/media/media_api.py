@@ -23,6 +23,7 @@ from cloudbank.platform.records import branches, users
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, authenticate
 from cloudbank.platform.tokens import Claims
 from cloudbank.platform.validation import limit, read_json
+from cloudbank.platform.web_security import streams_body
 
 routes = web.RouteTableDef()
 DURATIONS = web.AppKey("media_durations", Durations)
@@ -94,6 +95,7 @@ class Empty:
 
 
 @routes.post("/api/items")
+@streams_body  # to the store, under max_upload_bytes
 async def upload(request: web.Request) -> web.Response:
     """Upload one file as the raw body (`?name=<file name>`); its type is checked by its content."""
     claims = await admin(request)

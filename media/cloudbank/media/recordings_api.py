@@ -137,7 +137,7 @@ async def verify(request: web.Request) -> web.Response:
 @routes.get("/api/recordings/{session_id}/files/{name}")
 async def play(request: web.Request) -> web.StreamResponse:
     """One file of a recording (a segment to play, a transcript); `?token=` works for <video src>."""
-    claims = await authenticate(request, roles=STAFF)
+    claims = await authenticate(request, roles=STAFF, url_token=True)  # a <video src>
     recording = await recording_for(request, claims)
     path = await catalogue(request.app).file(recording, request.match_info["name"][:200])
     if _starts_the_file(request):

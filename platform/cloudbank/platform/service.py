@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +22,16 @@ from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ApiError, Forbidden, TooLarge, TooManyRequests, Unauthorized
 from cloudbank.platform.records import create_engine, migrate
 from cloudbank.platform.tokens import Claims, KeyRing
+from cloudbank.platform.web_security import (
+    API_CSP,
+    NO_DEVICES,
+    Policy,
+    body_limit,
+    origin_of,
+    protect,
+    websocket_origins,
+)
+from cloudbank.platform.web_security import Handler as Handler  # re-exported: the apps' middlewares use it
 
 log = logging.getLogger("cloudbank")
 
@@ -33,7 +43,6 @@ AUDIT = web.AppKey("audit", AuditChain)
 SERVICE = web.AppKey("service", str)
 STARTED = web.AppKey("started", float)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # A reply may take this long. It must exceed the longest blocking read (the events pump's 5 s XREAD):
@@ -87,15 +96,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                                  headers={k: v for k, v in exc.headers.items() if k == "Allow"})
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    return response
-
-
 async def check_dependencies(app: web.Application) -> dict[str, str]:
     """Ping Redis and the database; each maps to "ok" or what went wrong."""
     deps: dict[str, str] = {}
@@ -124,9 +124,13 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if not down else 503)
 
 
-def service_app(config: Config, name: str, client_max_size: int = 1024 * 1024) -> web.Application:
-    """A service app with resources, JSON errors and `GET healthz`; add routes to it."""
-    app = web.Application(middlewares=[json_errors, security_headers], client_max_size=client_max_size)
+def service_app(config: Config, name: str, client_max_size: int = 1024 * 1024, *, csp: str = API_CSP,
+                permissions: str = NO_DEVICES) -> web.Application:
+    """A service app with resources, JSON errors, the web security headers (`csp` and `permissions`
+    for a browser app's pages), body limits, WebSocket origin checks and `GET healthz`; add routes."""
+    app = web.Application(middlewares=[json_errors, body_limit(client_max_size),
+                                       websocket_origins(allowed_sites(config))], client_max_size=client_max_size)
+    protect(app, web_policy(config, csp, permissions))
     app[CONFIG] = config
     app[SERVICE] = name
     app[STARTED] = time.monotonic()
@@ -135,18 +139,33 @@ def service_app(config: Config, name: str, client_max_size: int = 1024 * 1024) -
     return app
 
 
-def bearer(request: web.Request) -> str:
+def web_policy(config: Config, csp: str = API_CSP, permissions: str = NO_DEVICES) -> Policy:
+    return Policy(csp, permissions, https=config.base_url.startswith("https://"))
+
+
+def allowed_sites(config: Config) -> tuple[str, ...]:
+    """Origins whose pages may open this deployment's WebSockets besides the request's own."""
+    return tuple(s for s in (origin_of(config.base_url), *config.allowed_origins) if s)
+
+
+def bearer(request: web.Request, url_token: bool = False) -> str:
+    """The request's bearer token. In the URL (`?token=`) only where the route allows it (`url_token`):
+    a socket or a media element, which a browser opens without headers. Elsewhere a URL token is
+    refused, so it is never the habit that puts tokens into logs, history and shared links."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[7:].strip()
-    # WebSocket clients in browsers cannot set headers: they pass ?token=
+    if "token" in request.query and not url_token:
+        raise Unauthorized("a token in the URL is refused here; send it as 'Authorization: Bearer <token>'",
+                           code="token_in_url")
     return request.query.get("token", "")
 
 
 async def authenticate(request: web.Request, roles: Iterable[str] | None = None,
-                       scope: str | None = "api") -> Claims:
-    """The caller's verified claims (401/403 otherwise); revoked tokens are refused."""
-    token = bearer(request)
+                       scope: str | None = "api", url_token: bool = False) -> Claims:
+    """The caller's verified claims (401/403 otherwise); revoked tokens are refused. `url_token`:
+    this route takes `?token=` (WebSockets, files that media elements load)."""
+    token = bearer(request, url_token)
     if not token:
         raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'")
     claims = await request.app[KEYS].verify(token, roles=roles, scope=scope)

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from cloudbank.platform.config import Config
-from cloudbank.platform.service import CONFIG, Handler, service_app
+from cloudbank.platform.service import CONFIG, service_app
 from cloudbank.platform.static_files import add_static_app
+from cloudbank.platform.web_security import CAMERA_AND_MIC, page_csp
 from cloudbank.seat import seat_api
 
 STATIC = Path(__file__).parent / "static"
@@ -25,38 +26,13 @@ def websocket_origins(config: Config) -> list[str]:
 
 
 def content_security_policy(config: Config) -> str:
-    """No inline script or style, no eval, no third-party origin: only our own modules run."""
-    connect = " ".join(["'self'", *websocket_origins(config)])
-    return "; ".join([
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        # Snapshots come back as same-origin URLs; local previews are blobs.
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob: mediastream:",
-        f"connect-src {connect}",
-        "font-src 'self'",
-        "manifest-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ])
+    """Only our own modules run; sockets go to this deployment's events and video signalling."""
+    return page_csp(connect=" ".join(["'self'", *websocket_origins(config)]), media="'self' blob: mediastream:")
 
 
 def create_app(config: Config) -> web.Application:
-    app = service_app(config, "seat")
-    policy = content_security_policy(config)
-
-    @web.middleware
-    async def csp(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
-        response.headers["Content-Security-Policy"] = policy
-        # Camera and microphone for this origin only; nothing else the console does not use.
-        response.headers["Permissions-Policy"] = (
-            "camera=(self), microphone=(self), geolocation=(), payment=(), usb=()")
-        return response
-
-    app.middlewares.append(csp)
+    # Camera and microphone for this origin only; nothing else the console does not use.
+    app = service_app(config, "seat", csp=content_security_policy(config), permissions=CAMERA_AND_MIC)
 
     async def client_config(request: web.Request) -> web.Response:
         cfg = request.app[CONFIG]

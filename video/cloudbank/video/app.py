@@ -65,7 +65,7 @@ async def snapshot_file(request: web.Request) -> web.StreamResponse:
     """A call's snapshot, for its teller or supervisor (join token of that session, `?token=`)."""
     from cloudbank.video.recorder import recording_folder
 
-    claims = await authenticate(request, roles=["join"], scope=None)
+    claims = await authenticate(request, roles=["join"], scope=None, url_token=True)  # an <img src>
     session_id, name = request.match_info["session"], request.match_info["name"]
     if claims.scope != f"session:{session_id}" or claims.get("party") not in ("teller", "supervisor"):
         raise Forbidden("only the call's teller or supervisor may see its snapshots")
