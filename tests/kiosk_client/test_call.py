@@ -55,7 +55,7 @@ async def test_kiosk_and_teller_call_with_forms_signature_and_rejoin(stack: Stac
         assert started["session"]["id"] == session_id
 
         teller_call = Call(teller_grant, teller_media, ice_addresses=["127.0.0.1"])
-        kiosk_call = Call(VideoGrant.from_json(started["video"]), kiosk_media, ice_addresses=["127.0.0.1"],
+        kiosk_call = Call(await kiosk.join_session(session_id), kiosk_media, ice_addresses=["127.0.0.1"],
                           refresh=lambda: kiosk.join_session(session_id))
         await teller_call.join()
         await kiosk_call.join()

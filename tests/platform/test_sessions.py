@@ -211,11 +211,15 @@ async def test_accepting_starts_a_session_with_scoped_join_tokens(api: Client) -
         (c.teller.client, "teller", "node-a")
     started = [e for e in await stream(api, c.customer.client) if e["type"] == "session.started"]
     assert len(started) == 1 and started[0]["session"]["id"] == sid
-    cust_claims = await verify_join(api, started[0]["video"]["token"], sid)
+    assert "video" not in started[0]  # no token kept in the stream: the customer joins for one
+    joined = await api.post(f"/sessions/{sid}/join", headers=c.customer.headers)
+    assert joined.status == 200, await joined.text()
+    cust_claims = await verify_join(api, (await joined.json())["video"]["token"], sid)
     assert (cust_claims.sub, cust_claims.get("party")) == (c.customer.client, "customer")
     members = await api.app[REDIS].smembers(events.audience_key(sid))
     assert members == {c.customer.client, c.teller.client}
-    assert [r.action for r in await api.app[AUDIT].records(subject=f"session:{sid}")] == ["session.started"]
+    assert [r.action for r in await api.app[AUDIT].records(subject=f"session:{sid}")] == [
+        "session.started", "session.joined"]
 
 
 async def test_a_join_token_for_one_session_cannot_join_another_or_call_the_api(api: Client) -> None:

@@ -91,7 +91,7 @@ async def _one_call(url: str, directory: Directory, index: int, seconds: float) 
         await _wait(lambda: any(e["type"] == "session.started" for e in k_events), 30)
         started = next(e for e in k_events if e["type"] == "session.started")
         t_call = Call(VideoGrant.from_json(accepted["video"]), t_media, ice_addresses=["127.0.0.1"])
-        k_call = Call(VideoGrant.from_json(started["video"]), k_media, ice_addresses=["127.0.0.1"])
+        k_call = Call(await kiosk.join_session(str(started["session"]["id"])), k_media, ice_addresses=["127.0.0.1"])
         calls = [t_call, k_call]
         await asyncio.gather(t_call.join(), k_call.join())
         await _wait(lambda: bool(t_call.remote.stamps) and bool(k_call.remote.stamps), 30)

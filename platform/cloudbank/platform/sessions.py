@@ -314,9 +314,10 @@ class Sessions:
         session = await self.get(session_id)
         await self.app[AUDIT].append(teller_id, "session.started", f"session:{session_id}", {
             "ticket": ticket_id, "service": service, "customer": customer, "node": node.id})
+        # No join token in the event: the event stream is kept (Redis, its AOF under the data folder),
+        # and a token must not be; the customer gets theirs from `POST sessions/<id>/join`.
         await events.publish(self.redis, customer, {
-            "type": "session.started", "session": session.public(), "teller_name": await self._name(teller_id),
-            "video": self.video(session_id, node, customer, "customer")})
+            "type": "session.started", "session": session.public(), "teller_name": await self._name(teller_id)})
         return {"session": session.public(), "video": self.video(session_id, node, teller_client, "teller")}
 
     async def _name(self, user_id: str) -> str:
@@ -577,7 +578,7 @@ async def start_session(app: web.Application, ticket: Mapping[str, Any], teller_
     """Create a session for an accepted ticket; returns the teller's `{session, video}`.
 
     `ticket` is what `Router.accept` returns (its raw fields: id, queue, customer, ...). The
-    customer gets `session.started` with their own join info. No live video node is a 503
+    customer gets `session.started` and joins with `POST sessions/<id>/join`. No live video node is a 503
     (`NoVideoNode`) raised before anything is written; to keep the offer intact, pick the node
     first (`node = await pick_node(app[REDIS])`) and pass it here after the ACD accepted."""
     return await Sessions(app).start(ticket, teller_id, node)
