@@ -537,6 +537,40 @@ async def test_the_platform_ends_a_call_stuck_connecting_by_itself(aiohttp_clien
     assert await state_of(api, c.session["id"]) == "wrap_up"
 
 
+
+async def test_a_teller_left_busy_by_an_accept_that_never_made_a_call_is_given_back(api: Client) -> None:
+    """The platform node died between the ACD's accept and the session's insert."""
+    from cloudbank.platform.connect_timeout import ORPHAN_ACCEPT_S, release_orphan_accepts
+    ok = await call(api)  # a real call: left alone
+    orphan, customer = await person(api, "olga"), await kiosk(api, "kiosk-2")
+    await api.post("/teller/state", json={"state": "ready"}, headers=orphan.headers)
+    ticket = await (await api.post("/tickets", json={"service": "general"}, headers=customer.headers)).json()
+    await api.app[ROUTER].accept(await offer_for(api, orphan), orphan.id)  # ... and no session
+    assert await release_orphan_accepts(api.app) == 0  # not yet: a call may be starting
+    assert await release_orphan_accepts(api.app, now=time.time() + ORPHAN_ACCEPT_S + 1) == 1
+    olga = await api.app[ROUTER].teller(orphan.id)
+    assert (olga["state"], olga["reason"]) == ("not_ready", "call_not_started")
+    assert await ticket_state(api, ticket["ticket"]["id"]) == "waiting"
+    assert (await api.app[ROUTER].teller(ok.teller.id))["state"] == "busy"
+
+
+async def test_a_teller_left_busy_by_a_call_that_ended_on_a_dying_node_is_freed(api: Client) -> None:
+    """The session moved to wrap-up, and the node died before telling the ACD."""
+    from cloudbank.platform.connect_timeout import ORPHAN_ACCEPT_S, release_orphan_accepts
+    first, second = await call(api), await call(api, teller=await person(api, "tom"),
+                                                customer=await kiosk(api, "kiosk-2"))
+    for c in (first, second):
+        async with api.app[ENGINE].begin() as conn:
+            await conn.execute(sessions_table.update().where(sessions_table.c.id == c.session["id"])
+                               .values(state="wrap_up"))
+        assert (await api.app[ROUTER].teller(c.teller.id))["state"] == "busy"
+    # A retried hang-up is refused (the call is over) and finishes the ACD's part.
+    assert (await post(api, f"/sessions/{first.session['id']}/end", first.teller)).status == 409
+    assert (await api.app[ROUTER].teller(first.teller.id))["state"] == "wrap_up"
+    # Without a retry, the sweep does it.
+    assert await release_orphan_accepts(api.app, now=time.time() + ORPHAN_ACCEPT_S + 1) == 1
+    assert (await api.app[ROUTER].teller(second.teller.id))["state"] == "wrap_up"
+
 # -- monitor -----------------------------------------------------------------------------------------
 
 async def test_supervisors_of_the_queue_monitor_others_cannot(api: Client) -> None:

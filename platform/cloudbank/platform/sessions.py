@@ -404,7 +404,14 @@ class Sessions:
         # retry: hanging up must win over the activate that media coming up sends at the same moment
         # (a 409 there made the console show its wrap-up while the call and the ACD stayed busy).
         details = {"by": by, **({"reason": reason} if reason else {})}
-        moved = await self.move(session, "wrap_up", who, action, details, announce=False, retry=True)
+        try:
+            moved = await self.move(session, "wrap_up", who, action, details, announce=False, retry=True)
+        except Conflict as exc:
+            if exc.details.get("state") in ("wrap_up", "closed"):
+                # Ended already, maybe by a platform node that died before telling the ACD: a retry
+                # finishes that part, or the teller would stay busy with a call that is over.
+                await acd_link.call_ended(self.app, session.teller_id, session.ticket_id)
+            raise
         note = await acd_link.call_ended(self.app, session.teller_id, session.ticket_id)
         if note:
             await self.app[AUDIT].append("platform", "session.acd_note", f"session:{session.id}", {"acd": note})
