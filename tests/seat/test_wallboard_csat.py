@@ -75,5 +75,8 @@ async def test_the_wallboard_shows_csat_per_queue_and_teller(width: int, seat: A
     await expect(csat(page, f"csat-teller-{t2}", "csat")).to_have_text("0%")
     await expect(csat(page, f"csat-teller-{t2}", "count")).to_have_text("1")
     await expect(page.get_by_test_id(f"csat-teller-{t1}").locator("th")).to_have_text("Teller1")
-    await page.get_by_test_id("csat-tellers").scroll_into_view_if_needed()
+    # Only for the screenshot: the wallboard re-renders its tables on every update, so a scroll on
+    # the table element can find it replaced (detached) on a busy machine.
+    if os.environ.get("CLOUDBANK_SCREENSHOTS"):
+        await page.get_by_test_id("csat-tellers").scroll_into_view_if_needed()
     await shoot(page, "wallboard")
