@@ -251,3 +251,19 @@ async def test_the_screen_carries_on_with_a_visit_still_in_the_queue(
             assert (await kiosk.client.ticket(held["id"]))["state"] == "abandoned"
         finally:
             await browser.close()
+
+
+async def test_every_reply_of_the_screen_carries_the_security_headers(kiosk: Kiosk, aiohttp_client: MakeClient
+                                                                     ) -> None:
+    gui = await aiohttp_client(create_gui_app(kiosk))
+    replies = [await gui.get("/"), await gui.get("/state.json"), await gui.get("/static/kiosk.js"),
+               await gui.get("/shared/js/api.js"), await gui.get("/no/such/page"), await gui.delete("/state.json"),
+               await gui.get("/events", headers={"Origin": "http://evil.example"})]
+    assert [r.status for r in replies] == [200, 200, 200, 200, 404, 405, 403]
+    for resp in replies:
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in csp and "frame-ancestors 'none'" in csp and "unsafe" not in csp, resp.url
+        assert resp.headers["X-Content-Type-Options"] == "nosniff" and resp.headers["Server"] == "cloudbank"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        assert "camera=(self)" in resp.headers["Permissions-Policy"]
+        assert "Strict-Transport-Security" not in resp.headers  # plain http on loopback
