@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import av
@@ -138,13 +138,22 @@ class Received:
         return [c for s, c, _ in self.stamps if s == source]
 
 
+class SdpRoute(Protocol):
+    """Rewrites the SDP a peer sends and receives, e.g. to route its media through a relay."""
+
+    def offer(self, sdp: str) -> str: ...
+
+    def answer(self, sdp: str) -> str: ...
+
+
 class Peer:
     """A customer, teller or supervisor that joins a node's room with an aiortc peer connection."""
 
     def __init__(self, party: str, source: int = 0, *, tracks: Sequence[MediaStreamTrack] | None = None,
                  addresses: Sequence[str] = ("127.0.0.1",), read_stamps: bool = True,
-                 microphone: MediaStreamTrack | None = None) -> None:
+                 microphone: MediaStreamTrack | None = None, route: SdpRoute | None = None) -> None:
         self.party = party
+        self.route = route  # e.g. testing_link.LossyLink: the peer's packets go through it
         self.microphone = microphone  # a supervisor's: offered as a fifth, sendonly audio section
         self.source = source
         self.addresses = list(addresses)
@@ -185,8 +194,11 @@ class Peer:
         self._answer = asyncio.get_running_loop().create_future()
         self._tasks.append(asyncio.create_task(self._read()))
         await pc.setLocalDescription(await pc.createOffer())
-        await self.ws.send_json({"type": "offer", "sdp": pc.localDescription.sdp})
+        offer = pc.localDescription.sdp
+        await self.ws.send_json({"type": "offer", "sdp": self.route.offer(offer) if self.route else offer})
         answer = await asyncio.wait_for(self._answer, timeout)
+        if self.route is not None:
+            answer = self.route.answer(answer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         deadline = time.monotonic() + timeout
         while pc.connectionState != "connected":
