@@ -173,7 +173,7 @@ export class CustomerCall {
       case "push": this.pushes.push(event); this.nextPush(); break;
       // Ended by the teller. (After the customer's own hang-up the end screen already says so.)
       case "session.ended":
-        if (this.screen === "call") this.endCall(ev.reason === "no_media" ? "done.no_media" : "done.call_ended");
+        if (this.screen === "call") this.endCall(event.reason === "no_media" ? "done.no_media" : "done.call_ended");
         break;
       default: this.onOtherEvent(event); break;
     }
