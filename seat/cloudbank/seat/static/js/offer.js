@@ -26,9 +26,9 @@ export class OfferCard {
     this.received = Date.now();
     // The server says how long the customer had waited when it sent the offer; count on from there.
     const waitedAt = Number(offer.waited_s) || 0;
-    // expires_at is on the server's clock. The event's stream id starts with the server's time in
-    // ms when it was published, which tells how far this computer's clock is off.
-    const published = Number(String(offer.id || "").split("-")[0]) / 1000;
+    // expires_at is on the server's clock. The event's stream position starts with the server's time
+    // in ms when it was published, which tells how far this computer's clock is off.
+    const published = Number(String(offer.stream_id || "").split("-")[0]) / 1000;
     const skew = published > 1e9 ? published - Date.now() / 1000 : 0;
     const channel = offer.channel === "phone"
       ? t("offer.channel.phone")
