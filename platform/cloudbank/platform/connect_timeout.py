@@ -29,7 +29,7 @@ from cloudbank.platform import acd_link
 from cloudbank.platform.errors import Conflict, NotFound
 from cloudbank.platform.records import sessions
 from cloudbank.platform.routing import P
-from cloudbank.platform.service import ENGINE, REDIS
+from cloudbank.platform.service import ENGINE, REDIS, REDIS_DOWN
 from cloudbank.platform.sessions import CONNECT_DEADLINES, Sessions
 
 log = logging.getLogger("cloudbank.sessions")
@@ -100,6 +100,8 @@ async def _loop(app: web.Application, stop: asyncio.Event) -> None:
             if passes % ORPHAN_EVERY == 0:
                 await release_orphan_accepts(app)
             passes += 1
+        except REDIS_DOWN as exc:
+            log.warning("expiring calls that never started paused: Redis unavailable (%s)", type(exc).__name__)
         except Exception:  # noqa: BLE001 - keep sweeping through a Redis or database hiccup
             log.exception("expiring sessions that never connected failed; retrying")
         with contextlib.suppress(asyncio.TimeoutError):

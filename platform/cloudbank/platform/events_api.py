@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 
 from cloudbank.platform import events
 from cloudbank.platform.errors import BadRequest, TooManyRequests
-from cloudbank.platform.service import REDIS, authenticate
+from cloudbank.platform.service import REDIS, REDIS_DOWN, authenticate
 from cloudbank.platform.tokens import PEOPLE, Claims
 from cloudbank.platform.validation import decode_json, limit, parse
 
@@ -114,9 +114,16 @@ class _Connection:
         """Forward the client's stream from `last_id` until the socket closes or the token expires."""
         try:
             await self._pump()
-        except Exception:
-            # Redis gone or the like: close, so the client reconnects (maybe to another node) and resumes.
-            log.exception("event stream of %s failed", self.cid)
+        except Exception as exc:
+            # Redis gone or the like: say so and close, so the client reconnects (maybe to another
+            # node) and resumes from last_id.
+            if isinstance(exc, REDIS_DOWN):
+                log.warning("event stream of %s stopped: Redis unavailable (%s)", self.cid, type(exc).__name__)
+            else:
+                log.exception("event stream of %s failed", self.cid)
+            with contextlib.suppress(Exception):
+                await self.error("unavailable", "the event stream is unavailable for a moment; reconnect "
+                                                "with last_id")
             await self.ws.close(code=1011, message=b"event stream unavailable; reconnect with last_id")
 
     async def _pump(self) -> None:

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.queue_log import QueueLog
 from cloudbank.platform.routing import ROUTER, Router
-from cloudbank.platform.service import CONFIG, ENGINE, REDIS
+from cloudbank.platform.service import CONFIG, ENGINE, REDIS, REDIS_DOWN
 
 log = logging.getLogger("cloudbank.acd")
 
@@ -54,6 +54,9 @@ async def _loop(app: web.Application, consumer: str, stop: asyncio.Event) -> Non
             await run_once(app, consumer, persist)
             if persist:
                 last_persist = loop.time()
+        except REDIS_DOWN as exc:
+            log.warning("ACD matcher paused: Redis unavailable (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(1.0)
         except Exception:  # noqa: BLE001 - keep matching through a Redis or database hiccup
             log.exception("ACD matcher pass failed; retrying")
             await asyncio.sleep(1.0)

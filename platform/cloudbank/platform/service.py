@@ -15,6 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloudbank.platform.audit import AuditChain
@@ -94,6 +97,25 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.json_response({"error": exc.reason.lower().replace(" ", "_"),
                                   "message": exc.text or exc.reason}, status=exc.status,
                                  headers={k: v for k, v in exc.headers.items() if k == "Allow"})
+    except REDIS_DOWN as exc:
+        # Redis restarting or unreachable: nothing was done; the client should come back shortly.
+        log.warning("%s %s: Redis unavailable (%s)", request.method, request.path, type(exc).__name__)
+        return _unavailable("the service's data store (Redis) is unreachable; try again in a few seconds")
+    except DBAPIError as exc:
+        if not exc.connection_invalidated and not isinstance(exc.orig, ConnectionError | OSError):
+            raise
+        log.warning("%s %s: database unavailable (%s)", request.method, request.path, type(exc.orig).__name__)
+        return _unavailable("the service's database is unreachable; try again in a few seconds")
+
+
+RETRY_AFTER_S = 5
+# What Redis restarting or unreachable raises: callers answer 503 / retry quietly (no traceback).
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def _unavailable(message: str) -> web.Response:
+    return web.json_response({"error": "unavailable", "message": message, "retry_after": RETRY_AFTER_S},
+                             status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def check_dependencies(app: web.Application) -> dict[str, str]:

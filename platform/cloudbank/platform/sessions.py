@@ -39,7 +39,7 @@ from cloudbank.platform import acd_link, events
 from cloudbank.platform.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import sessions
-from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS
+from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, KEYS, REDIS, REDIS_DOWN
 from cloudbank.platform.tokens import Claims, turn_credentials
 
 log = logging.getLogger("cloudbank.sessions")
@@ -545,6 +545,9 @@ class _Watcher:
                     await redis.xack(VIDEO_EVENTS, WATCH_GROUP, entry_id)
             except NoVideoNode:
                 log.warning("a video node died and no other is live: its calls wait for one")
+                await asyncio.sleep(1.0)
+            except REDIS_DOWN as exc:
+                log.warning("watching video nodes paused: Redis unavailable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1.0)
             except Exception:  # noqa: BLE001 - keep watching through a Redis or database hiccup
                 log.exception("watching video nodes failed; retrying")

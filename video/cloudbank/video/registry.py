@@ -23,6 +23,8 @@ from collections.abc import Callable
 from aiohttp import web
 from redis.asyncio import Redis
 
+from cloudbank.platform.service import REDIS_DOWN
+
 log = logging.getLogger("cloudbank.video.registry")
 
 NODES = "video:nodes"
@@ -113,6 +115,9 @@ class Registry:
         while not self._stopping:
             try:
                 await asyncio.wait_for(self._beat_and_sweep(), self.heartbeat_s * 2)
+            except (*REDIS_DOWN, TimeoutError) as exc:
+                log.warning("video node %s: heartbeat paused, Redis unavailable (%s)", self.node_id,
+                            type(exc).__name__)
             except Exception:  # noqa: BLE001 - keep beating; Redis may come back
                 log.exception("video node %s: heartbeat failed", self.node_id)
             self._wake.clear()
