@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloudbank.platform.audit import AuditChain
+from cloudbank.platform.audit import AuditChain, record_hash
 from cloudbank.platform.records import audit_log, create_engine, migrate
 
 
@@ -38,7 +40,15 @@ async def test_concurrent_appends_stay_one_chain(engine: AsyncEngine, tmp_path: 
     await chains[1].engine.dispose()
 
 
-@pytest.mark.parametrize("tamper", ["details", "delete_middle", "delete_last", "reorder_hash"])
+async def _forge(conn: Any, seq: int, prev: str) -> None:
+    at, details = time.time(), '{"n": 42}'
+    await conn.execute(audit_log.insert().values(
+        seq=seq, at=at, actor="mallory", action="act", subject="forged", details=details, prev_hash=prev,
+        hash=record_hash(seq, at, "mallory", "act", "forged", details, prev)))
+
+
+@pytest.mark.parametrize("tamper", ["details", "delete_middle", "delete_last", "reorder_hash", "swap", "insert",
+                                    "forged_append"])
 async def test_tampering_is_found(engine: AsyncEngine, tamper: str) -> None:
     chain = AuditChain(engine)
     for i in range(5):
@@ -50,11 +60,23 @@ async def test_tampering_is_found(engine: AsyncEngine, tamper: str) -> None:
             await conn.execute(audit_log.delete().where(audit_log.c.seq == 3))
         elif tamper == "delete_last":
             await conn.execute(audit_log.delete().where(audit_log.c.seq == 5))
+        elif tamper == "swap":  # records 3 and 4 change places (their numbers swapped)
+            await conn.execute(audit_log.update().where(audit_log.c.seq == 3).values(seq=-3))
+            await conn.execute(audit_log.update().where(audit_log.c.seq == 4).values(seq=3))
+            await conn.execute(audit_log.update().where(audit_log.c.seq == -3).values(seq=4))
+        elif tamper == "insert":  # a forged record slipped in as 3, linked and hashed right, the rest renumbered
+            for seq in (5, 4, 3):
+                await conn.execute(audit_log.update().where(audit_log.c.seq == seq).values(seq=seq + 1))
+            prev = (await conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == 2))).scalar_one()
+            await _forge(conn, 3, prev)
+        elif tamper == "forged_append":  # a forged record after the last, linked and hashed right
+            prev = (await conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == 5))).scalar_one()
+            await _forge(conn, 6, prev)
         else:
             await conn.execute(audit_log.update().where(audit_log.c.seq == 3).values(prev_hash="f" * 64))
     result = await chain.verify()
     assert not result.ok
-    assert result.broken_seq in (3, 5)
+    assert result.broken_seq in (3, 4, 5, 6, 7)
     assert "BROKEN" in str(result)
 
 
