@@ -57,3 +57,37 @@ async def test_a_lossy_or_slow_link_raises_the_warning(seat: Any, page: Page, lo
     else:
         await expect(probe.get_by_test_id("quality-rtt")).to_have_text("RTT 900 ms")
     await page.evaluate("window.probe.stop()")
+
+
+async def test_a_customer_on_a_failing_line_raises_the_warning_from_real_stats(seat: Any, page: Page,
+                                                                                kiosk: Any) -> None:
+    """Chromium is the teller; the kiosk's media reaches the node only through a lossy relay. When the
+    line blacks out, the teller's received bitrate (real getStats) falls under the limit and the
+    console warns; when it is back, the warning goes."""
+    from cloudbank.kiosk_client.call import Call
+    from cloudbank.kiosk_client.media_sources import synthetic
+    from cloudbank.video.testing_link import Impairment, LossyLink
+
+    await seat.teller_ready(page)
+    await kiosk.client.create_ticket("deposit")
+    session_id, _ = await seat.accept_offer(page, kiosk, join=False)
+    link = LossyLink(Impairment(loss=0.03, delay_s=0.150, jitter_s=0.020, seed=5))
+    await link.start()
+    media = synthetic(1)
+    call = await Call.for_session(kiosk.client, session_id, media, ice_addresses=["127.0.0.1"], route=link)
+    try:
+        await call.join()
+        quality = page.get_by_test_id("call-quality")
+        await expect(quality.get_by_test_id("quality-bitrate")).to_contain_text("kbit/s", timeout=15_000)
+        await seat.wait_frames_rising(page)
+        assert link.up.rtp > 0, "the kiosk's media did not go through the relay"
+        await expect(quality).to_have_attribute("data-quality", "good", timeout=10_000)
+        link.blackout(4.0)
+        await expect(page.get_by_test_id("quality-warning")).to_be_visible(timeout=4_000)
+        await expect(quality).to_have_attribute("data-quality", "bad")
+        await expect(quality).to_have_attribute("data-quality", "good", timeout=10_000)
+        await expect(page.get_by_test_id("quality-warning")).to_have_count(0)
+    finally:
+        await call.leave()
+        link.close()
+        media.stop()

@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiortc import (
@@ -75,14 +75,23 @@ def _ice_servers(raw: Sequence[dict[str, Any]]) -> list[RTCIceServer]:
     return servers
 
 
+class SdpRoute(Protocol):
+    """Rewrites the SDP a call sends and receives (tests route media through a relay this way)."""
+
+    def offer(self, sdp: str) -> str: ...
+
+    def answer(self, sdp: str) -> str: ...
+
+
 class Call:
     """A party in one session's call. Use `await call.join()`, then `await call.leave()`."""
 
     def __init__(self, grant: VideoGrant, sources: MediaSources, *, refresh: GrantSource | None = None,
                  ice_addresses: Sequence[str] = (), auto_rejoin: bool = True, max_rejoins: int = 5,
                  connect_timeout_s: float = 20.0, on_frame: FrameCallback | None = None,
-                 read_stamps: bool = True, session_id: str = "") -> None:
+                 read_stamps: bool = True, session_id: str = "", route: SdpRoute | None = None) -> None:
         self.grant = grant
+        self.route = route  # tests: rewrites offer and answer, e.g. through cloudbank.video.testing_link
         self.session_id = session_id
         self.sources = sources
         self.refresh = refresh
@@ -197,7 +206,8 @@ class Call:
                 self._lost.set()
 
         await pc.setLocalDescription(await pc.createOffer())
-        await ws.send_json({"type": "offer", "sdp": pc.localDescription.sdp})
+        offer = pc.localDescription.sdp
+        await ws.send_json({"type": "offer", "sdp": self.route.offer(offer) if self.route else offer})
         self._reader = asyncio.create_task(self._read(ws, pc))
         try:
             await asyncio.wait_for(asyncio.shield(connected), self.connect_timeout_s)
@@ -236,7 +246,10 @@ class Call:
     async def _handle(self, data: dict[str, Any], pc: RTCPeerConnection) -> None:
         kind = data.get("type")
         if kind == "answer":
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=str(data["sdp"]), type="answer"))
+            answer = str(data["sdp"])
+            if self.route is not None:
+                answer = self.route.answer(answer)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         elif kind == "candidate":
             raw = data.get("candidate") or {}
             text = str(raw.get("candidate") or "")

@@ -173,10 +173,14 @@ class LossyLink:
 
 
 def _only_candidate(sdp: str, what: str) -> Address:
-    found = {(m.group(2), int(m.group(3))) for m in _CANDIDATE.finditer(sdp)}
-    if len(found) != 1:
-        raise ValueError(f"the {what} must carry exactly one UDP host candidate to relay, not {sorted(found)}")
-    return found.pop()
+    """The candidate of the first media section: with BUNDLE the only transport that carries media
+    (a peer without max-bundle offers one per section; the node's answer keeps the first)."""
+    found = [(m.group(2), int(m.group(3))) for m in _CANDIDATE.finditer(sdp)]
+    if not found:
+        raise ValueError(f"the {what} carries no UDP host candidate to relay")
+    if "a=group:BUNDLE" not in sdp and len(set(found)) > 1:
+        raise ValueError(f"the {what} has several transports and no BUNDLE: {sorted(set(found))}")
+    return found[0]
 
 
 def _replace_candidates(sdp: str, to: Address) -> str:
