@@ -17,6 +17,7 @@ from cloudbank.media.library import Item, Library
 from cloudbank.media.playlists import Entry, Playlists, Version
 from cloudbank.media.probe import Durations
 from cloudbank.media.store import BlobStore, check_name, check_sha256
+from cloudbank.platform import openapi
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import branches, users
@@ -322,6 +323,12 @@ async def reject(request: web.Request) -> web.Response:
     await request.app[AUDIT].append(claims.sub, "playlist.rejected", f"playlist:{playlist.id}", {
         "branch": playlist.branch_id, "version": number, "reason": body.reason.strip()})
     return web.json_response({"version": version.public()})
+
+
+@routes.get("/api/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    """This document: every route of the media API (library, playlists, recordings, settings)."""
+    return web.json_response(openapi.document(request.app, "cloudbank media platform", "/media", only="/api/"))
 
 
 @routes.get("/api/kiosk/playlist")

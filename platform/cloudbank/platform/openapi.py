@@ -1,4 +1,5 @@
-"""`GET /api/openapi.json`: the OpenAPI document of every route of the platform app.
+"""`GET /api/openapi.json`: the OpenAPI document of every route of the platform app (and, built the
+same way, the media API's at `/media/api/openapi.json`).
 
 Generated from the app's own route table, so a route cannot be left out: each handler's summary
 is its docstring's first line, its request body the dataclass it passes to `read_json` (found in
@@ -112,8 +113,10 @@ def _operation(method: str, path: str, handler: Any, schemas: dict[str, Any]) ->
     return op
 
 
-def document(app: web.Application) -> dict[str, Any]:
-    """The OpenAPI 3 document of `app`'s routes (paths relative to where the app is mounted)."""
+def document(app: web.Application, title: str = "cloudbank service platform", base: str = "/api",
+             only: str = "/") -> dict[str, Any]:
+    """The OpenAPI 3 document of `app`'s routes under `only` (paths relative to `base`, where the app
+    is mounted; static folders are not routes of an API)."""
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
     for route in app.router.routes():
@@ -121,12 +124,16 @@ def document(app: web.Application) -> dict[str, Any]:
             continue  # aiohttp adds HEAD beside every GET
         info = route.resource.get_info() if route.resource is not None else {}
         path = str(info.get("path") or info.get("formatter") or "")
+        if path.startswith(base + "/"):
+            path = path[len(base):]  # mounted under `base` (cloudbank up): paths are relative to the server URL
+        if not path.startswith(only):
+            continue
         paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path, route.handler, schemas)
     return {
         "openapi": "3.0.3",
-        "info": {"title": "cloudbank service platform", "version": "1",
+        "info": {"title": title, "version": "1",
                  "description": "Errors are {error, message, ...} with the status shown. See docs/protocol.md."},
-        "servers": [{"url": "/api"}],
+        "servers": [{"url": base}],
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": dict(sorted(schemas.items())),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
