@@ -2,6 +2,14 @@
 
 `cloudbank up` mounts all five on one port; `cloudbank platform|video|media|seat` mounts one.
 The embedded Redis (when no URL is configured) lives exactly as long as the server.
+
+SIGTERM (or SIGINT): the port closes (no new connections); the HTTP requests being handled get up
+to `HANDLER_GRACE_S` to finish, their bodies still read (aiohttp's own shutdown stops reading, so a
+body still arriving would hang until cut); then the services' `on_shutdown` run (the video node
+drains its calls up to `video_drain_s`), every WebSocket still open is closed with 1001 (going
+away: clients reconnect elsewhere and resume), and the services' `cleanup_ctx` close their
+resources. Another signal meanwhile is ignored: the recordings and records being closed are worth
+the wait.
 """
 
 from __future__ import annotations
@@ -11,22 +19,52 @@ import contextlib
 import errno
 import logging
 import signal
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import StartupError
 from cloudbank.platform.records import create_engine, migrate
-from cloudbank.platform.service import allowed_sites, json_errors, web_policy
+from cloudbank.platform.service import Handler, allowed_sites, json_errors, web_policy
 from cloudbank.platform.static_files import COMMON
 from cloudbank.platform.web_security import protect, websocket_origins
 
 FAVICON = COMMON / "favicon.svg"
 
 log = logging.getLogger("cloudbank.server")
+
+# After on_shutdown, how long requests still being handled may take before they are cancelled.
+HANDLER_GRACE_S = 10.0
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("open_websockets")
+
+
+class InFlight:
+    """The HTTP requests (not WebSockets) being handled, so a stop can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await handler(request)
+        self.count += 1
+        self.idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if not self.count:
+                self.idle.set()
+
+
+IN_FLIGHT = web.AppKey("in_flight_requests", InFlight)
 
 
 @dataclass(frozen=True)
@@ -62,8 +100,10 @@ def build_root(config: Config, services: list[str]) -> web.Application:
     table = mounts()
     # The root's own replies (the index, the icon, 404s outside every prefix) are JSON refusals with
     # the same headers as the services'; the body limit matters only for what the root itself reads.
-    root = web.Application(middlewares=[json_errors, websocket_origins(allowed_sites(config))],
+    in_flight = InFlight()
+    root = web.Application(middlewares=[in_flight.middleware, json_errors, websocket_origins(allowed_sites(config))],
                            client_max_size=1024 * 1024)
+    root[IN_FLIGHT] = in_flight
     protect(root, web_policy(config))
     for name in services:
         mount = table[name]
@@ -83,7 +123,26 @@ def build_root(config: Config, services: list[str]) -> web.Application:
 
     root.router.add_get("/", index)
     root.router.add_get("/favicon.ico", favicon)
+    root[SOCKETS] = weakref.WeakSet()
+    root.on_response_prepare.append(_track_socket)
+    root.on_shutdown.append(_close_sockets)  # after the services' own (added with their subapps)
     return root
+
+
+async def _track_socket(request: web.Request, response: web.StreamResponse) -> None:
+    """Every WebSocket of every service, as it opens (the root sees every reply being prepared)."""
+    if isinstance(response, web.WebSocketResponse):
+        request.config_dict[SOCKETS].add(response)
+
+
+async def _close_sockets(root: web.Application) -> None:
+    """Close the sockets still open after the services' shutdown: their handlers would otherwise
+    hold the server until HANDLER_GRACE_S and be cancelled half way."""
+    sockets = [ws for ws in root[SOCKETS] if not ws.closed]
+    if sockets:
+        log.info("closing %d open WebSockets", len(sockets))
+        await asyncio.wait([asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping"))
+                            for ws in sockets], timeout=5)
 
 
 def check_data_folder(config: Config) -> None:
@@ -121,11 +180,22 @@ async def prepare_database(config: Config) -> None:
         await engine.dispose()
 
 
+async def _finish_requests(runner: web.AppRunner, in_flight: InFlight) -> None:
+    """Close the port, then let the requests being handled finish (bounded) before aiohttp's own
+    shutdown, which would stop reading the bodies still on their way."""
+    for site in list(runner.sites):
+        await site.stop()
+    if in_flight.count:
+        log.info("waiting for %d requests being handled", in_flight.count)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(in_flight.idle.wait(), HANDLER_GRACE_S)
+
+
 async def serve(config: Config, services: list[str],
                 on_ready: Callable[[Config], Awaitable[None]] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then shut the services down cleanly."""
     root = build_root(config, services)
-    runner = web.AppRunner(root, handle_signals=False, access_log=None)
+    runner = web.AppRunner(root, handle_signals=False, access_log=None, shutdown_timeout=HANDLER_GRACE_S)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
     try:
@@ -136,15 +206,24 @@ async def serve(config: Config, services: list[str],
         raise StartupError(f"port {config.port} on {config.host} {why}; choose another with --port") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("already stopping: finishing current calls and closing recordings first")
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         if on_ready is not None:
             await on_ready(config)
         await stop.wait()
         log.info("stopping")
     finally:
+        started = loop.time()
+        await _finish_requests(runner, root[IN_FLIGHT])
+        await runner.cleanup()  # the signal handlers stay: a second signal must not cut this short
+        log.info("stopped in %.1f s", loop.time() - started)
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-        await runner.cleanup()
