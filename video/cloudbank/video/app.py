@@ -91,7 +91,7 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY] = registry
     beat = asyncio.create_task(registry.run(), name=f"video-registry-{app[NODE_ID]}")
     yield
-    await rooms.close()
+    await rooms.close()  # closed in _drain already unless startup failed half way
     registry.stop()
     try:
         await asyncio.wait_for(beat, registry.heartbeat_s * 3)
@@ -102,9 +102,12 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _drain(app: web.Application) -> None:
-    """SIGTERM: stop taking calls, let current ones finish up to the limit."""
+    """SIGTERM: stop taking calls, let current ones finish up to the limit, then end the rest here,
+    while the server still waits: each party is told and its socket closed, each recording closed
+    (no `.part` left) and its manifest on the audit chain."""
     if REGISTRY in app:
         await app[REGISTRY].drain(app[CONFIG].video_drain_s)
+        await app[ROOMS].close()
 
 
 class CallSinks:
