@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 HOUSEKEEPING_INTERVAL_S = 300.0
+STOP_TIMEOUT_S = 30.0  # at shutdown, how long a housekeeping pass under way may take to finish
 HOUSEKEEPING = web.AppKey("media_housekeeping", asyncio.Task[None])
 FOLLOWER = web.AppKey("media_recordings_follower", asyncio.Task[None])
 
@@ -55,26 +56,35 @@ async def housekeeping_once(app: web.Application) -> None:
         log.info("retention: purged %d recordings", len(purged))
 
 
-async def _housekeeping_loop(app: web.Application) -> None:
-    while True:
+async def _housekeeping_loop(app: web.Application, stop: asyncio.Event) -> None:
+    while not stop.is_set():
         try:
             await housekeeping_once(app)
         except Exception:  # a bad run is logged; the next one tries again
             log.exception("media housekeeping failed")
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_INTERVAL_S)
 
 
 async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     # Where the audit chain ends now, before the first scan: nothing finishing in between is missed.
     follower = FinishedRecordings(app[ENGINE], RecordingsCatalogue(app[ENGINE], app[CONFIG].data))
     await follower.start()
-    app[HOUSEKEEPING] = asyncio.create_task(_housekeeping_loop(app), name="media-housekeeping")
-    app[FOLLOWER] = asyncio.create_task(follower.follow(), name="media-recordings-follower")
+    stop = asyncio.Event()
+    app[HOUSEKEEPING] = asyncio.create_task(_housekeeping_loop(app, stop), name="media-housekeeping")
+    app[FOLLOWER] = asyncio.create_task(follower.follow(stop), name="media-recordings-follower")
     yield
-    for key in (FOLLOWER, HOUSEKEEPING):
-        app[key].cancel()
+    # Let a pass under way finish (a purge deletes files, then writes the catalogue and the audit
+    # chain): cancelled half way it would leave them disagreeing. Cancelled only past the limit.
+    stop.set()
+    tasks = {app[FOLLOWER], app[HOUSEKEEPING]}
+    _, late = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+    for task in late:
+        log.warning("%s did not finish within %s s; cancelled", task.get_name(), STOP_TIMEOUT_S)
+        task.cancel()
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
-            await app[key]
+            await task
 
 
 async def _client_config(_request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ may follow the chain together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import sqlalchemy as sa
@@ -69,11 +70,13 @@ class FinishedRecordings:
                 log.exception("recordings: indexing %s failed", session_id)
         return indexed
 
-    async def follow(self, interval_s: float = FOLLOW_INTERVAL_S) -> None:
-        while True:
+    async def follow(self, stop: asyncio.Event, interval_s: float = FOLLOW_INTERVAL_S) -> None:
+        """Poll until `stop` is set; a poll under way is finished, not cancelled half way."""
+        while not stop.is_set():
             try:
                 for session_id in await self.poll():
                     log.info("recordings: indexed %s as it finished", session_id)
             except Exception:  # the database was away: the next poll goes on from the same place
                 log.exception("recordings: following the audit chain failed")
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
