@@ -3,13 +3,14 @@
 `cloudbank up` mounts all five on one port; `cloudbank platform|video|media|seat` mounts one.
 The embedded Redis (when no URL is configured) lives exactly as long as the server.
 
-SIGTERM (or SIGINT): the port closes (no new connections); the HTTP requests being handled get up
-to `HANDLER_GRACE_S` to finish, their bodies still read (aiohttp's own shutdown stops reading, so a
-body still arriving would hang until cut); then the services' `on_shutdown` run (the video node
-drains its calls up to `video_drain_s`), every WebSocket still open is closed with 1001 (going
-away: clients reconnect elsewhere and resume), and the services' `cleanup_ctx` close their
-resources. Another signal meanwhile is ignored: the recordings and records being closed are worth
-the wait.
+SIGTERM (or SIGINT): first each service's `DRAIN`, with the port still open (the video node says
+`draining` in the registry, refuses new calls with 409 while its current ones go on and may
+rejoin, up to `video_drain_s`); then the port closes; the HTTP requests being handled get up to
+`HANDLER_GRACE_S` to finish, their bodies still read (aiohttp's own shutdown stops reading, so a
+body still arriving would hang until cut); then the services' `on_shutdown` run, every WebSocket
+still open is closed with 1001 (going away: clients reconnect elsewhere and resume), and the
+services' `cleanup_ctx` close their resources. Another signal meanwhile is ignored: the recordings
+and records being closed are worth the wait.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ log = logging.getLogger("cloudbank.server")
 # After on_shutdown, how long requests still being handled may take before they are cancelled.
 HANDLER_GRACE_S = 10.0
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("open_websockets")
+# A service's work on SIGTERM while its port is still open (set on the service's own app).
+DRAIN: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("drain")
+SERVICES: web.AppKey[list[web.Application]] = web.AppKey("mounted_services")
 
 
 class InFlight:
@@ -104,11 +108,13 @@ def build_root(config: Config, services: list[str]) -> web.Application:
     root = web.Application(middlewares=[in_flight.middleware, json_errors, websocket_origins(allowed_sites(config))],
                            client_max_size=1024 * 1024)
     root[IN_FLIGHT] = in_flight
+    root[SERVICES] = []
     protect(root, web_policy(config))
     for name in services:
         mount = table[name]
         factory = mount.beside_platform if mount.beside_platform and "platform" in services else mount.factory
-        root.add_subapp(mount.prefix, factory(config))
+        root[SERVICES].append(factory(config))
+        root.add_subapp(mount.prefix, root[SERVICES][-1])
 
     async def index(_request: web.Request) -> web.Response:
         links = "".join(f'<li><a href="{table[n].prefix}">{table[n].title}</a> <code>{table[n].prefix}</code></li>'
@@ -221,6 +227,7 @@ async def serve(config: Config, services: list[str],
         log.info("stopping")
     finally:
         started = loop.time()
+        await asyncio.gather(*(app[DRAIN]() for app in root[SERVICES] if DRAIN in app))
         await _finish_requests(runner, root[IN_FLIGHT])
         await runner.cleanup()  # the signal handlers stay: a second signal must not cut this short
         log.info("stopped in %.1f s", loop.time() - started)

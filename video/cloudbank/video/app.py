@@ -2,8 +2,9 @@
 
 State lives under AppKeys: `ROOMS` (room.py), `REGISTRY` and `NODE_ID` (registry.py) and
 `SINKS`, the factories that give each new room its packet sinks (recording, audio tap, snapshot).
-On shutdown the node drains (no new calls; current ones get `video_drain_s` to end), then closes
-every room and leaves the registry.
+On SIGTERM the node drains with its port still open (server.py's `DRAIN`: new calls get 409
+`draining`, current ones get `video_drain_s` to end and may rejoin meanwhile), then ends the calls
+left, closes their recordings and leaves the registry.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aiortc.rtp import RtpPacket
 
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import Forbidden, NotFound
+from cloudbank.platform.server import DRAIN
 from cloudbank.platform.service import AUDIT, CONFIG, ENGINE, REDIS, authenticate, service_app
 from cloudbank.video.asr import AsrService
 from cloudbank.video.ice import allowed_networks, gather_addresses, restrict_ice
@@ -52,7 +54,8 @@ def create_app(config: Config, sinks: Sequence[SinkFactory] | None = None, same_
     if sinks is None:
         app.cleanup_ctx.append(_asr)
     app.cleanup_ctx.append(_media)
-    app.on_shutdown.append(_drain)
+    app[DRAIN] = lambda: _drain(app)
+    app.on_shutdown.append(_drain)  # at once when run without server.py (nothing left to drain after)
     app.router.add_get("/ws", video_ws)
     app.router.add_get("/snapshots/{session}/{name}", snapshot_file)
     return app
