@@ -5,6 +5,7 @@ video, compares faces and sees both crops, the distance and the band, and record
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,11 @@ async def test_the_teller_compares_the_id_card_with_the_live_face_and_decides(
     session_id, _ = await seat.accept_offer(page, kiosk, join=False)
     async with face_call(kiosk, session_id, tmp_path):
         await seat.wait_frames_rising(page)
-        await page.wait_for_timeout(3000)  # the encoder's first frames are blurred while its bitrate ramps up
+        # The encoder's first frames are blurred while its bitrate ramps up (1 -> 2 Mbit/s over ~6 s
+        # here): a snapshot taken too soon finds no face. Wait for the bitrate, not for a fixed time
+        # (3 s was not enough on a loaded machine).
+        await expect(page.get_by_test_id("quality-bitrate")).to_have_text(
+            re.compile(r"^(1[2-9]\d\d|[2-9]\d\d\d|\d{5,}) kbit/s$"), timeout=20_000)
         widget = page.get_by_test_id("face-check")
         await expect(widget.get_by_test_id("face-check-hint")).to_have_text("Waiting for the customer's ID card.")
         await expect(page.get_by_test_id("face-check-run")).to_be_disabled()
