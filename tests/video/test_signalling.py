@@ -135,13 +135,14 @@ async def test_bad_messages_get_errors_and_change_nothing(node: Client) -> None:
         json.dumps({"type": "candidate", "candidate": {"candidate": "garbage"}}),
         json.dumps({"type": "candidate", "candidate": {"candidate": "a", "bogus": 1}}),
         json.dumps({"type": "candidate", "candidate": {"candidate": 7}}),
-        json.dumps({"type": "snapshot"}),  # a customer may not
         json.dumps({"type": "leave", "now": True}),
     ]
     for text in bad:
         await ws.send_str(text)
         err = await next_error(ws)
         assert err["code"] == "bad_message" and err["message"], text[:40]
+    await ws.send_json({"type": "snapshot"})  # a customer may not (access.SIGNALLING_MESSAGES)
+    assert (await next_error(ws))["code"] == "not_allowed"
     await ws.send_bytes(b"\x00\x01")
     assert (await next_error(ws))["code"] == "bad_message"
     assert node.app[ROOMS].peer_connections() == 0

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from aiohttp import WSMsgType, web
 from redis.asyncio import Redis
 
-from cloudbank.platform import events
+from cloudbank.platform import access, events
 from cloudbank.platform.errors import BadRequest, TooManyRequests
 from cloudbank.platform.service import REDIS, REDIS_DOWN, authenticate
 from cloudbank.platform.tokens import PEOPLE, Claims
@@ -48,7 +48,6 @@ BURST = 20
 MAX_STRIKES = 5
 CLOSE_POLICY = 1008
 CLOSE_TOKEN_EXPIRED = 4001
-CLIENT_ROLES = (*PEOPLE, "device", "phone")
 # Each socket holds a Redis connection in XREAD BLOCK: cap the sockets one client may hold per node.
 MAX_SOCKETS_PER_CLIENT = 5
 # Open sockets per client id on this node (set in create_app).
@@ -159,6 +158,9 @@ class _Connection:
             return
         kind = data.get("type") if isinstance(data, dict) else None
         model = CLIENT_MESSAGES.get(kind) if isinstance(kind, str) else None
+        if model is not None and self.claims.role not in access.EVENTS_MESSAGES.get(str(kind), ()):
+            await self.error("not_allowed", f"a {self.claims.role} may not send {kind} messages")
+            return
         if model is None:
             shown = kind[:64] if isinstance(kind, str) else kind if kind is None else type(kind).__name__
             await self.error("unknown_type", f"unknown message type {shown!r}; send a JSON object with "
@@ -188,7 +190,7 @@ async def _stream_end(redis: Redis, cid: str) -> str:
 @routes.get("/ws")
 async def events_ws(request: web.Request) -> web.WebSocketResponse:
     """The caller's events as a WebSocket (token and last_id in the query string)."""
-    claims = await authenticate(request, roles=CLIENT_ROLES, url_token=True)
+    claims = await authenticate(request, url_token=True)  # who may: access.ROUTES
     last_id = request.query.get("last_id", "")
     if last_id and not LAST_ID_RE.match(last_id):
         raise BadRequest("last_id must be an event id like 1700000000000-0 (the id of the last event seen)")

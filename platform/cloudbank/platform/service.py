@@ -14,12 +14,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cloudbank.platform import access
 from cloudbank.platform.audit import AuditChain
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ApiError, Forbidden, TooLarge, TooManyRequests, Unauthorized
@@ -148,9 +150,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 def service_app(config: Config, name: str, client_max_size: int = 1024 * 1024, *, csp: str = API_CSP,
                 permissions: str = NO_DEVICES) -> web.Application:
-    """A service app with resources, JSON errors, the web security headers (`csp` and `permissions`
-    for a browser app's pages), body limits, WebSocket origin checks and `GET healthz`; add routes."""
-    app = web.Application(middlewares=[json_errors, body_limit(client_max_size),
+    """A service app with resources, JSON errors, the access table's role checks, the web security
+    headers (`csp` and `permissions` for a browser app's pages), body limits, WebSocket origin checks
+    and `GET healthz`; add routes (each needs an entry in access.ROUTES)."""
+    app = web.Application(middlewares=[json_errors, body_limit(client_max_size), access_rules(name),
                                        websocket_origins(allowed_sites(config))], client_max_size=client_max_size)
     protect(app, web_policy(config, csp, permissions))
     app[CONFIG] = config
@@ -183,21 +186,54 @@ def bearer(request: web.Request, url_token: bool = False) -> str:
     return request.query.get("token", "")
 
 
+CLAIMS = web.RequestKey("claims", Claims)  # the request's verified token, once per request
+
+
 async def authenticate(request: web.Request, roles: Iterable[str] | None = None,
                        scope: str | None = "api", url_token: bool = False) -> Claims:
     """The caller's verified claims (401/403 otherwise); revoked tokens are refused. `url_token`:
-    this route takes `?token=` (WebSockets, files that media elements load)."""
-    token = bearer(request, url_token)
-    if not token:
-        raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'")
-    claims = await request.app[KEYS].verify(token, roles=roles, scope=scope)
-    token_revoked, holder_revoked = await request.app[REDIS].mget(
-        f"revoked:{claims.jti}", f"revoked:{claims.role}:{claims.sub}")
-    if token_revoked:
-        raise Unauthorized("the token was revoked; sign in again")
-    if holder_revoked:
-        raise Forbidden(f"this {claims.role} was revoked; enrol it again with a new code")
+    this route takes `?token=` (WebSockets, files that media elements load). The token is verified
+    once per request (the access check before the handler), its role and scope at every call."""
+    claims = request.get(CLAIMS)
+    if claims is None:
+        token = bearer(request, url_token)
+        if not token:
+            raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'")
+        claims = await request.app[KEYS].verify(token)
+        token_revoked, holder_revoked = await request.app[REDIS].mget(
+            f"revoked:{claims.jti}", f"revoked:{claims.role}:{claims.sub}")
+        if token_revoked:
+            raise Unauthorized("the token was revoked; sign in again")
+        if holder_revoked:
+            raise Forbidden(f"this {claims.role} was revoked; enrol it again with a new code")
+        request[CLAIMS] = claims
+    allowed = tuple(roles) if roles is not None else None
+    if allowed is not None and claims.role not in allowed:
+        raise Forbidden(f"a {claims.role} token cannot do this (needs {' or '.join(allowed)})", needs=list(allowed))
+    if scope is not None and claims.scope != scope:
+        raise Forbidden("the token is for another scope")
     return claims
+
+
+def access_rules(service: str) -> Middleware:
+    """Each route's entry in the access table decides who may call it, before the handler: 401
+    without a token where one is needed, 403 for another role; a route with no entry is refused."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        if request.match_info.http_exception is not None or isinstance(resource, web.StaticResource):
+            return await handler(request)  # a 404/405, or a public asset: nothing to authorise
+        key, rule = access.rule_for(request, service)
+        if rule is None:
+            log.error("%s has no entry in the access table (cloudbank/platform/access.py): refused", key)
+            raise Forbidden("this route has no access rule yet; nobody may call it", rule="missing")
+        if not rule.open:
+            await authenticate(request, roles=rule.roles, scope=None if "join" in rule.roles else "api",
+                               url_token=rule.url_token)
+        return await handler(request)
+
+    return middleware
 
 
 async def revoke(redis: Redis, claims: Claims) -> None:

@@ -35,10 +35,10 @@ class TalkBody:
 @routes.post("/sessions/{session_id}/talk")
 async def talk(request: web.Request) -> web.Response:
     """Allow (or end) a monitoring supervisor's whisper or barge-in."""
-    claims = await authenticate(request, roles=["teller", "supervisor"])
+    claims = await authenticate(request, roles=("supervisor",))
     svc = Sessions(request.app)
     session = await svc.get(request.match_info["session_id"][:64])
-    if claims.role != "supervisor" or not await svc.supervises(claims, session.service):
+    if not await svc.supervises(claims, session.service):
         raise Forbidden("only a supervisor of this queue may whisper or barge in")
     body = await read_json(request, TalkBody)
     key = talk_key(session.id, f"user:{claims.sub}")

@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 from aiohttp import WSMsgType, web
 from aiortc.sdp import candidate_from_sdp
 
+from cloudbank.platform import access
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden
 from cloudbank.platform.events import ended_key
 from cloudbank.platform.service import CONFIG, REDIS, authenticate
@@ -243,6 +244,9 @@ class Connection:
         except BadRequest as exc:
             raise BadMessage(exc.message) from None
         kind = data.get("type") if isinstance(data, dict) else None
+        allowed = access.SIGNALLING_MESSAGES.get(kind) if isinstance(kind, str) else None
+        if allowed is not None and self.party not in allowed:
+            raise NotAllowed(f"a {self.party} may not send {kind} messages (only {' or '.join(allowed)})")
         try:
             if kind == "offer":
                 await self._offer(parse(Offer, data))
@@ -308,9 +312,8 @@ class Connection:
             raise BadMessage(f"the candidate was refused ({type(exc).__name__})") from None
 
     async def _talk(self, message: Talk) -> None:
-        """Turn this supervisor's microphone on or off; on only as far as the platform allowed it."""
-        if self.party != "supervisor":
-            raise NotAllowed("only a monitoring supervisor can whisper or barge in")
+        """Turn this supervisor's microphone on or off (access.SIGNALLING_MESSAGES: supervisors only);
+        on only as far as the platform allowed it."""
         member = self.member
         if member is None or "audio" not in member.taps:
             raise BadMessage("offer a sendonly audio section (your microphone) before you talk")
@@ -324,8 +327,6 @@ class Connection:
         await self.send({"type": "talk", "mode": message.mode})
 
     async def _snapshot(self) -> None:
-        if self.party != "teller":
-            raise BadMessage("only the teller can take a snapshot")
         for sink in self.room.sinks:
             take = getattr(sink, "snapshot", None)
             if take is not None:
