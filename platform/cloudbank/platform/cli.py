@@ -41,10 +41,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _serving(p: argparse.ArgumentParser, default_port: int | None = None) -> None:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help=f"port to bind (default {default_port or 8080})")
+    p.add_argument("--tls", action="store_true", default=None,
+                   help="serve HTTPS (a self-signed certificate under the data folder unless --tls-cert/--tls-key)")
+    p.add_argument("--tls-cert", help="PEM certificate for HTTPS (env CLOUDBANK_TLS_CERT)")
+    p.add_argument("--tls-key", help="PEM private key for HTTPS (env CLOUDBANK_TLS_KEY)")
 
 
 def _config(args: argparse.Namespace) -> Config:
-    overrides = {key: getattr(args, key, None) for key in ("data", "host", "port", "redis_url", "database_url")}
+    overrides = {key: getattr(args, key, None)
+                 for key in ("data", "host", "port", "redis_url", "database_url", "tls", "tls_cert", "tls_key")}
     return load_config(overrides, toml_path=getattr(args, "config", None))
 
 
@@ -113,25 +118,29 @@ def data_flag(config: Config) -> str:
     return "" if config.data == Config().data else f" --data {shlex.quote(str(config.data))}"
 
 
-def announcement(base: str, prefixes: Sequence[tuple[str, str]], seeded: SeedResult, data: str = "") -> str:
+def announcement(base: str, prefixes: Sequence[tuple[str, str]], seeded: SeedResult, data: str = "",
+                 tls: str = "", trust: str = "") -> str:
     """What `cloudbank up` prints when it is ready: where each part is, the demo accounts (first
-    start only), and the exact commands to start a kiosk."""
+    start only), and the exact commands to start a kiosk. `tls`: the certificate's lines; `trust`:
+    what the kiosk command needs to trust a self-signed certificate."""
     lines = [f"cloudbank is up on {base}"]
     lines += [f"  {title:<34} {base}{prefix}" for title, prefix in prefixes]
     lines.append(f"  {'supervisor view (sign in as one)':<34} {base}/seat/")
+    if tls:
+        lines.append(tls)
     if seeded.created:
         lines.append("Demo data created (shown once, keep it):")
         lines += [f"  {role:<11} {user:<12} password: {pw}" for role, user, pw in seeded.accounts]
         lines.append(f"  kiosk enrolment code for branch 'demo': {seeded.enrolment_code} (single use)")
         lines.append("Start a kiosk (the code enrols it once; later starts need only --server):")
-        lines.append(f"  cloudbank kiosk --server {base} --enrol-code {seeded.enrolment_code}")
+        lines.append(f"  {trust}cloudbank kiosk --server {base} --enrol-code {seeded.enrolment_code}")
     else:
         lines.append("Demo accounts were printed at the first start (cloudbank users list shows them).")
         lines.append("A kiosk enrolled before starts with:")
-        lines.append(f"  cloudbank kiosk --server {base}")
+        lines.append(f"  {trust}cloudbank kiosk --server {base}")
         lines.append("A new kiosk needs a one-time code; print one with:")
         lines.append(f"  cloudbank devices enrol --branch demo{data}")
-        lines.append(f"  then: cloudbank kiosk --server {base} --enrol-code <that code>")
+        lines.append(f"  then: {trust}cloudbank kiosk --server {base} --enrol-code <that code>")
     lines.append("Stop: Ctrl-C")
     return "\n".join(lines)
 
@@ -140,7 +149,23 @@ async def _announce(config: Config, seeded: SeedResult, data: str = "") -> None:
     from cloudbank.platform.server import mounts
 
     prefixes = [(m.title, m.prefix) for m in mounts().values()]
-    print(announcement(config.base_url, prefixes, seeded, data), flush=True)
+    trust = ""
+    if config.tls and not config.tls_cert:
+        from cloudbank.platform.tls import certificate_paths
+
+        trust = f"SSL_CERT_FILE={shlex.quote(str(certificate_paths(config)[0].absolute()))} "
+    print(announcement(config.base_url, prefixes, seeded, data, tls_line(config), trust), flush=True)
+
+
+def tls_line(config: Config) -> str:
+    """Under HTTPS, the certificate's fingerprint to check against what the browser shows."""
+    if not config.tls:
+        return ""
+    from cloudbank.platform.tls import certificate_paths, fingerprint
+
+    cert, _ = certificate_paths(config)
+    kind = "given" if config.tls_cert else "self-signed: check it before trusting it in a browser"
+    return f"  HTTPS certificate {cert} ({kind}), SHA-256 fingerprint:\n    {fingerprint(cert)}"
 
 
 def _cmd_service(name: str) -> Command:
@@ -159,7 +184,7 @@ def _cmd_service(name: str) -> Command:
             await prepare_database(config)
 
             async def ready(c: Config) -> None:
-                print(f"cloudbank {name} is up on {c.base_url}", flush=True)
+                print("\n".join(filter(None, [f"cloudbank {name} is up on {c.base_url}", tls_line(c)])), flush=True)
 
             await serve(config, [name], on_ready=ready)
             return 0

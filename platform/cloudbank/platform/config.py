@@ -30,6 +30,11 @@ class Config:
     port: int = 8080
     # Public base URL that clients use (printed by `cloudbank up`); derived from host/port when empty.
     public_url: str = ""
+    # HTTPS (tls.py): with the PEM certificate and key at these paths, or a self-signed pair made
+    # under `data/tls/` when they are empty.
+    tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
     # Sites (origins) whose pages may open this deployment's WebSockets besides the page's own
     # (`scheme://host:*` allows any port). The kiosk's screen is a page on the kiosk's loopback, at
     # a port of its own, that opens the video node's signalling directly.
@@ -99,7 +104,7 @@ class Config:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def sqlite_path(self) -> Path:
@@ -223,6 +228,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "host": _parse_plain_str,
     "port": lambda n, v: _parse_int(n, v, 0, 65535),
     "public_url": _parse_plain_str,
+    "tls": _parse_bool,
+    "tls_cert": _parse_plain_str,
+    "tls_key": _parse_plain_str,
     "allowed_origins": _parse_origins,
     "redis_url": _parse_url(("redis", "rediss", "unix")),
     "database_url": _parse_url(("sqlite+aiosqlite", "postgresql+asyncpg")),

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import redis.asyncio
 from aiohttp import WSCloseCode, web
 
+from cloudbank.platform import tls
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import StartupError
 from cloudbank.platform.records import create_engine, migrate
@@ -203,7 +204,12 @@ async def serve(config: Config, services: list[str],
     root = build_root(config, services)
     runner = web.AppRunner(root, handle_signals=False, access_log=None, shutdown_timeout=HANDLER_GRACE_S)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    try:
+        ssl_context = tls.server_context(config)
+    except tls.TlsError as exc:
+        await runner.cleanup()
+        raise StartupError(str(exc)) from None
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
