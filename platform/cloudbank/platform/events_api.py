@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from cloudbank.platform import access, events
 from cloudbank.platform.errors import BadRequest, TooManyRequests
 from cloudbank.platform.service import REDIS, REDIS_DOWN, authenticate
+from cloudbank.platform.sessions import Sessions, VideoNode
 from cloudbank.platform.tokens import PEOPLE, Claims
 from cloudbank.platform.validation import decode_json, limit, parse
 
@@ -93,8 +94,9 @@ class _Bucket:
 class _Connection:
     """One client's socket: the pump from Redis and the handling of what the client sends."""
 
-    def __init__(self, ws: web.WebSocketResponse, redis: Redis, cid: str, claims: Claims, last_id: str) -> None:
-        self.ws, self.redis, self.cid, self.claims = ws, redis, cid, claims
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, cid: str, claims: Claims,
+                 last_id: str) -> None:
+        self.app, self.ws, self.redis, self.cid, self.claims = app, ws, app[REDIS], cid, claims
         self.last_id = last_id
         self.bucket = _Bucket(RATE_PER_S, BURST)
         self.strikes = 0
@@ -135,8 +137,18 @@ class _Connection:
             batch = await events.read(self.redis, self.cid, self.last_id, block_ms=block)
             for event_id, event in batch:
                 # The stream position has its own field: an event keeps its own `id` (a push id, ...).
-                await self.send({**event, "stream_id": event_id})
+                await self.send({**self._deliverable(event), "stream_id": event_id})
                 self.last_id = event_id
+
+    def _deliverable(self, event: dict[str, Any]) -> dict[str, Any]:
+        """`video.rejoin` gets its join token (and TURN credentials) here, as it is delivered: kept in
+        the stream they would sit in Redis's append-only file, in the data folder, in clear."""
+        video, session = event.get("video"), event.get("session")
+        if event.get("type") != "video.rejoin" or not isinstance(video, dict) or not isinstance(session, dict):
+            return event
+        node = VideoNode(str(video.get("node", "")), str(video.get("url", "")), 0, 0.0, False)
+        grant = Sessions(self.app).video(str(session.get("id", "")), node, self.cid, str(event.get("party", "")))
+        return {**event, "video": grant}
 
     async def handle(self, raw: str) -> None:
         """Validate one client message and answer it."""
@@ -212,7 +224,7 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
 async def _serve(request: web.Request, ws: web.WebSocketResponse, redis: Redis, cid: str, claims: Claims,
                  last_id: str) -> web.WebSocketResponse:
     await ws.prepare(request)
-    conn = _Connection(ws, redis, cid, claims, last_id or await _stream_end(redis, cid))
+    conn = _Connection(request.app, ws, cid, claims, last_id or await _stream_end(redis, cid))
     await conn.send({"type": "hello", "stream_id": conn.last_id, "client": cid})
     pump = asyncio.create_task(conn.pump())
     try:

@@ -348,7 +348,8 @@ class Sessions:
 
     async def relocate(self, session: Session, who: str, skip_party: str = "") -> Session | None:
         """Move a live call off its (dead) node to the best live one and send each party, except
-        `skip_party` (who asked and gets its token in the reply), `video.rejoin` with a fresh token.
+        `skip_party` (who asked and gets its token in the reply), `video.rejoin` (its token is added as
+        the events socket delivers it).
         Returns the moved session, or None when another node moved it first or it is over."""
         if session.state not in LIVE:
             return None
@@ -364,8 +365,11 @@ class Sessions:
         moved = await self.get(session.id)
         for party, client in (("customer", session.customer), ("teller", f"user:{session.teller_id}")):
             if party != skip_party:
+                # No token in the stream (it would be kept in Redis's AOF): the events socket adds a
+                # fresh one for its client as it delivers the event.
                 await events.publish(self.redis, client, {"type": "video.rejoin", "session": moved.public(),
-                                                          "video": self.video(session.id, node, client, party)})
+                                                          "video": {"url": node.url, "node": node.id},
+                                                          "party": party})
         return moved
 
     # -- the teller's moves ------------------------------------------------------------------------
