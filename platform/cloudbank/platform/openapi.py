@@ -3,7 +3,8 @@ same way, the media API's at `/media/api/openapi.json`).
 
 Generated from the app's own route table, so a route cannot be left out: each handler's summary
 is its docstring's first line, its request body the dataclass it passes to `read_json` (found in
-its source, or named with `@request_body(Model)`), described by `validation.json_schema`. The
+its source, or named with `@request_body(Model)`), described by `validation.json_schema`; who may
+call it (`security`, `x-roles`) the access table's (access.ROUTES). The
 WebSocket routes are marked `x-websocket`, with the client messages they accept.
 """
 
@@ -17,15 +18,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from cloudbank.platform import access
 from cloudbank.platform.validation import json_schema
 
 routes = web.RouteTableDef()
 F = TypeVar("F", bound=Callable[..., Any])
 
 _READ_JSON = re.compile(r"read_json\(\s*request\s*,\s*([A-Za-z_]\w*)\s*\)")
-_ROLES = re.compile(r"(?:roles=|_caller\(request,\s*)(\([^)]*\)|[A-Z_]+)")
-_IMPLIED_ROLES = {"_teller(": ["teller"], "current_device(": ["device"]}
-_AUTH_CALLS = ("authenticate(", "_caller(", "_teller(", "_customer(", "current_device(")
 _ERRORS = {"400": "bad input: malformed JSON, unknown/missing fields, wrong types, too long",
            "401": "no token, or an expired, forged or revoked one", "403": "the token may not do this",
            "404": "unknown id (or someone else's)", "409": "not in a state that allows this",
@@ -59,23 +58,7 @@ def body_model(handler: Any) -> type[Any] | None:
     return model if isinstance(model, type) and dataclasses.is_dataclass(model) else None
 
 
-def _roles(source: str, module: Any) -> list[str]:
-    """The roles a handler lets in, read from its `roles=(...)` (names of tuples resolved)."""
-    found = _ROLES.search(source)
-    if not found:
-        return next((roles for call, roles in _IMPLIED_ROLES.items() if call in source), [])
-    roles: list[str] = []
-    for part in found.group(1).strip("()").split(","):
-        part = part.strip()
-        if part.startswith(("'", '"')):
-            roles.append(part.strip("'\""))
-        elif part:
-            value = getattr(module, part.lstrip("*"), ())
-            roles.extend(str(v) for v in value if isinstance(value, tuple))
-    return roles
-
-
-def _operation(method: str, path: str, handler: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(method: str, path: str, handler: Any, schemas: dict[str, Any], base: str) -> dict[str, Any]:
     doc = inspect.getdoc(handler) or ""
     source = _source(handler)
     op: dict[str, Any] = {"operationId": f"{method.lower()}_{getattr(handler, '__name__', 'handler')}",
@@ -86,11 +69,10 @@ def _operation(method: str, path: str, handler: Any, schemas: dict[str, Any]) ->
         op["description"] = doc
     params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
               for name in re.findall(r"{(\w+)}", path)]
-    if any(call in source for call in _AUTH_CALLS):
+    rule = access.ROUTES.get((method, base + path))
+    if rule is not None and not rule.open:  # who may call it: the access table
         op["security"] = [{"bearer": []}]
-        roles = _roles(source, inspect.getmodule(handler))
-        if roles:
-            op["x-roles"] = roles
+        op["x-roles"] = list(rule.roles)
         op["responses"].update({code: {"description": _ERRORS[code]} for code in ("401", "403")})
     model = body_model(handler)
     if model is not None:
@@ -128,7 +110,7 @@ def document(app: web.Application, title: str = "cloudbank service platform", ba
             path = path[len(base):]  # mounted under `base` (cloudbank up): paths are relative to the server URL
         if not path.startswith(only):
             continue
-        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path, route.handler, schemas)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path, route.handler, schemas, base)
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": "1",

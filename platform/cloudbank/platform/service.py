@@ -192,8 +192,9 @@ CLAIMS = web.RequestKey("claims", Claims)  # the request's verified token, once 
 async def authenticate(request: web.Request, roles: Iterable[str] | None = None,
                        scope: str | None = "api", url_token: bool = False) -> Claims:
     """The caller's verified claims (401/403 otherwise); revoked tokens are refused. `url_token`:
-    this route takes `?token=` (WebSockets, files that media elements load). The token is verified
-    once per request (the access check before the handler), its role and scope at every call."""
+    this route takes `?token=` (WebSockets, files that media elements load). Who may call a route is
+    the access table's (access.ROUTES, checked before the handler): handlers pass `roles` only where a
+    helper serves several routes. The token is verified once per request, role and scope at every call."""
     claims = request.get(CLAIMS)
     if claims is None:
         token = bearer(request, url_token)
