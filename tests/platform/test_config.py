@@ -59,3 +59,17 @@ def test_derived_urls(tmp_path: Path) -> None:
     assert cfg.base_url == "http://127.0.0.1:8081"
     assert cfg.effective_database_url == f"sqlite+aiosqlite:///{tmp_path / 'cloudbank.sqlite3'}"
     assert cfg.redis_embedded
+
+
+def test_redis_sentinels_are_read_once_at_the_edge() -> None:
+    cfg = load_config(environ={"CLOUDBANK_REDIS_SENTINELS": "10.0.0.5:26379, [::1]:26380",
+                               "CLOUDBANK_REDIS_MASTER": "bank"})
+    assert cfg.redis_sentinels == ("10.0.0.5:26379", "[::1]:26380") and cfg.redis_master == "bank"
+    assert not cfg.redis_embedded  # no embedded Redis is started when Sentinel names the master
+    assert load_config(environ={}).redis_master == "cloudbank"
+    for bad in ("10.0.0.5", "host:port", "10.0.0.5:0"):
+        with pytest.raises(ConfigError) as info:
+            load_config(environ={"CLOUDBANK_REDIS_SENTINELS": bad})
+        assert info.value.setting == "redis_sentinels"
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(environ={"CLOUDBANK_REDIS_SENTINELS": "10.0.0.5:26379", "CLOUDBANK_REDIS_URL": "redis://x"})

@@ -42,8 +42,8 @@ from cloudbank.platform import cli
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ApiError, StartupError
 from cloudbank.platform.queue_log import QueueLog
+from cloudbank.platform.redis_pool import redis_for
 from cloudbank.platform.routing import QueueSpec, Router
-from cloudbank.platform.service import redis_client
 
 QUEUES = (QueueSpec("general", "general", "longest_idle", 20, 30, 300),
           QueueSpec("cards", "cards", "fewest_calls", 20, 30, 240),
@@ -239,8 +239,8 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"  {'target':<{width}}  >= 3000 decisions/s, p99 < 10 ms, 0 double offers: {verdict}")
 
 
-async def _bench(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    redis = redis_client(redis_url)  # the production client, pool and timeouts included
+async def _bench(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    redis = redis_for(config)  # the production client, pool and timeouts included
     try:
         return await run_bench(redis, args.waiting, args.tellers, args.seconds, args.concurrency, args.seed)
     finally:
@@ -254,13 +254,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
             raise StartupError(f"--{name} must be between {lo} and {hi}")
     if not 0 < args.seconds <= MAX_SECONDS:
         raise StartupError(f"--seconds must be more than 0 and at most {MAX_SECONDS}")
-    if config.redis_url is not None:
-        result = asyncio.run(_bench(config.redis_url, args))
+    if not config.redis_embedded:
+        result = asyncio.run(_bench(config, args))
     else:
         from cloudbank.platform.redis_server import EmbeddedRedis
 
         with tempfile.TemporaryDirectory(prefix="cloudbank-bench-") as tmp, EmbeddedRedis(Path(tmp)) as server:
-            result = asyncio.run(_bench(server.url, args))
+            result = asyncio.run(_bench(config.with_(redis_url=server.url), args))
     print_table(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -68,8 +68,8 @@ def _with_redis(config: Config, body: Callable[[Config], int]) -> int:
     from cloudbank.platform.server import check_data_folder, check_redis
 
     check_data_folder(config)
-    if config.redis_url is not None:
-        _run(_checked(check_redis(config.redis_url)))
+    if not config.redis_embedded:
+        _run(_checked(check_redis(config)))
         return body(config)
     with EmbeddedRedis(config.data / "redis") as embedded:
         return body(config.with_(redis_url=embedded.url))
@@ -173,14 +173,14 @@ def _cmd_service(name: str) -> Command:
         from cloudbank.platform.server import check_data_folder, check_redis, prepare_database, serve
 
         _setup_logging(config)
-        if config.redis_url is None:
+        if config.redis_embedded:
             raise StartupError(f"cloudbank {name} runs against a shared Redis: set CLOUDBANK_REDIS_URL "
-                               f"or --redis-url (or use 'cloudbank up' for everything in one process)")
+                               f"or --redis-url, or CLOUDBANK_REDIS_SENTINELS for Redis with failover "
+                               f"(or use 'cloudbank up' for everything in one process)")
         check_data_folder(config)
 
         async def go() -> int:
-            assert config.redis_url is not None
-            await check_redis(config.redis_url)
+            await check_redis(config)
             await prepare_database(config)
 
             async def ready(c: Config) -> None:
@@ -278,17 +278,17 @@ async def _users_unlock(ctx: Any) -> int:
     import redis.asyncio
 
     from cloudbank.platform.identity import Directory, LoginGuard
+    from cloudbank.platform.redis_pool import redis_for
     from cloudbank.platform.redis_server import EmbeddedRedis
 
     args, config, engine = ctx
     user = next((u for u in await Directory(engine).list_users() if u.username == args.name.lower()), None)
     if user is None:
         raise StartupError(f"no person named {args.name}; cloudbank users list shows them")
-    url, embedded = config.redis_url, None
-    if url is None:
+    embedded = None
+    if config.redis_embedded:
         folder_redis = EmbeddedRedis(config.data / "redis")
-        url = folder_redis.url
-        probe = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2)
+        probe = redis.asyncio.Redis.from_url(folder_redis.url, socket_connect_timeout=2)
         try:
             await probe.ping()  # `cloudbank up` is running on this folder: use its Redis
         except (OSError, redis.exceptions.ConnectionError):
@@ -296,7 +296,8 @@ async def _users_unlock(ctx: Any) -> int:
             embedded = folder_redis
         finally:
             await probe.aclose()
-    client = redis.asyncio.Redis.from_url(str(url))
+        config = config.with_(redis_url=folder_redis.url)
+    client = redis_for(config, max_connections=2)  # the configured URL or Sentinel's master
     try:
         guard = LoginGuard(client, config.login_max_failures, config.login_lockout_s, config.login_ip_per_minute)
         cleared = await guard.unlock(user.username)

