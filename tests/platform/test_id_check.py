@@ -182,7 +182,7 @@ async def test_bad_input_is_refused_and_changes_nothing(api: Client, config: Con
                              {"image": data_url(b"%PDF-1.4 not a photo" * 8)}), 400, "not a JPEG")
     # The teller of another session, the customer, a supervisor: not theirs to run or decide.
     await refused(await post(api, f"/sessions/{c.sid}/id_check", other.teller, body), 404, "no such session")
-    await refused(await post(api, f"/sessions/{c.sid}/id_check", c.customer, body), 403, "only the session's teller")
+    await refused(await post(api, f"/sessions/{c.sid}/id_check", c.customer, body), 403, "needs teller")
     # Names that are not this session's images.
     other_card = await send_card(api, other, face_media.id_card_jpeg("grace_hopper"))
     audit_before += 1
@@ -197,10 +197,10 @@ async def test_bad_input_is_refused_and_changes_nothing(api: Client, config: Con
     check = (await ok(await post(api, f"/sessions/{c.sid}/id_check", c.teller, body), 201))["id_check"]
     audit_before = len(await api.app[AUDIT].records())
     path = f"/sessions/{c.sid}/id_check/{check['id']}/decision"
-    await refused(await post(api, path, c.customer, {"decision": "accept"}), 403, "only the session's teller")
+    await refused(await post(api, path, c.customer, {"decision": "accept"}), 403, "needs teller")
     await refused(await post(api, path, other.teller, {"decision": "accept"}), 404, "no such session")
     sup = await person(api, "sue", "supervisor", queues=["wealth"])
-    await refused(await post(api, path, sup, {"decision": "accept"}), 403, "only the session's teller")
+    await refused(await post(api, path, sup, {"decision": "accept"}), 403, "needs teller")
     await refused(await post(api, path, c.teller, {"decision": "approve"}), 400, "decision")
     await refused(await post(api, f"/sessions/{c.sid}/id_check/{'0' * 32}/decision", c.teller,
                              {"decision": "accept"}), 404, "no such ID check")

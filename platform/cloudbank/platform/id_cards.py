@@ -33,6 +33,7 @@ from cloudbank.platform.service import AUDIT, CONFIG, REDIS, authenticate
 from cloudbank.platform.sessions import LIVE, PNG_MAGIC, Session, Sessions, actor
 from cloudbank.platform.tokens import Claims
 from cloudbank.platform.validation import limit, read_json
+from cloudbank.platform.web_security import streams_body
 
 routes = web.RouteTableDef()
 
@@ -168,6 +169,7 @@ async def fetch(app: web.Application, session_id: str, claims: Claims, name: str
 
 
 @routes.post("/sessions/{session_id}/id_card")
+@streams_body  # its own cap (MAX_BODY_BYTES), larger than the app's: the body limit leaves it to this
 async def post_id_card(request: web.Request) -> web.Response:
     """The session's customer sends an ID-card image (JPEG or PNG data URL) during the call."""
     claims = await authenticate(request)
