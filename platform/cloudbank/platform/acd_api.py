@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 
 from cloudbank.platform import metrics, ratings, sessions
 from cloudbank.platform.authorisations import overseen_queues
-from cloudbank.platform.catalogue import Catalogue
+from cloudbank.platform.catalogue import ensure_queue
 from cloudbank.platform.errors import BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.identity_api import current_device
@@ -131,9 +131,7 @@ async def create_ticket(request: web.Request) -> web.Response:
     router = app[ROUTER]
     marker = await _claim_active(app, customer)
     try:
-        if await router.queue_spec(body.service) is None:
-            svc = await Catalogue(app[ENGINE]).get(body.service)  # 404 for an unknown service
-            await router.sync_catalogue([svc])
+        await ensure_queue(app, body.service)  # 404 for an unknown service
         if body.priority not in router.priorities:
             raise BadRequest(f"priority must be one of {', '.join(router.priorities)}", field="priority")
         if body.priority != "normal":

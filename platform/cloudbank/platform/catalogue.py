@@ -152,6 +152,13 @@ class Catalogue:
         return skills
 
 
+async def ensure_queue(app: web.Application, code: str) -> None:
+    """Make the service's queue at the ACD now if it is not there yet (the matcher makes every
+    catalogue service a queue, but only every couple of seconds); 404 for an unknown service."""
+    if await acd_link.router(app).queue_spec(code) is None:
+        await acd_link.configure_queue(app, await Catalogue(app[ENGINE]).get(code))
+
+
 # -- HTTP --------------------------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from cloudbank.platform import acd_link, events
+from cloudbank.platform.catalogue import ensure_queue
 from cloudbank.platform.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
 from cloudbank.platform.records import sessions
@@ -433,6 +434,8 @@ class Sessions:
         session, _ = await self.for_party(session_id, claims, ("teller",))
         if not transition_allowed(session.state, "transferring"):
             raise Conflict(f"the session is {session.state}; it cannot be transferred", state=session.state)
+        if queue is not None:
+            await ensure_queue(self.app, queue)  # a service made since the matcher last synced queues
         ticket = await acd_link.transfer(self.app, session.ticket_id, queue, teller)
         try:
             moved = await self.move(session, "transferring", actor(claims), "session.transfer",
