@@ -103,18 +103,21 @@ async def test_calls_lists_live_calls_in_the_supervisors_queues(api: Client, flo
                                                                  calls[("loans", "on_hold")]])
 
 
-def pending(aid: str, service: str, teller_id: str, state: str = "pending", at: float | None = None) -> str:
-    return json.dumps({"id": aid, "session_id": "s", "service": service, "teller_id": teller_id, "reason": "why",
-                       "state": state, "at": at or time.time()})
+def pending(aid: str, service: str, teller_id: str, session_id: str, state: str = "pending",
+            at: float | None = None) -> str:
+    """An authorisation request as `authorisations.Authorisations.open` keeps it (of a live call)."""
+    return json.dumps({"id": aid, "session_id": session_id, "service": service, "teller_id": teller_id,
+                       "reason": "why", "state": state, "at": at or time.time()})
 
 
 async def test_pending_authorisations_name_the_service_and_the_teller(api: Client, floor: dict[str, Any],
                                                                     redis_client: Any) -> None:
-    ids, tokens = floor["ids"], floor["tokens"]
+    ids, tokens, calls = floor["ids"], floor["tokens"], floor["calls"]
+    deposit, loans = calls[("deposit", "active")], calls[("loans", "on_hold")]
     asked = time.time() - 42
-    await redis_client.set("authz:" + "a" * 32, pending("a" * 32, "deposit", ids["teller1"], at=asked))
-    await redis_client.set("authz:" + "b" * 32, pending("b" * 32, "loans", ids["teller2"]))
-    await redis_client.set("authz:" + "c" * 32, pending("c" * 32, "deposit", ids["teller1"], "granted"))
+    await redis_client.set("authz:" + "a" * 32, pending("a" * 32, "deposit", ids["teller1"], deposit, at=asked))
+    await redis_client.set("authz:" + "b" * 32, pending("b" * 32, "loans", ids["teller2"], loans))
+    await redis_client.set("authz:" + "c" * 32, pending("c" * 32, "deposit", ids["teller1"], deposit, "granted"))
     await redis_client.set("authz:" + "d" * 32, "{not json")
     await redis_client.zadd(AUTHZ_PENDING, {c * 32: time.time() for c in "abcd"})
     status, body = await get(api, "/authorisations/pending", tokens["super1"])
@@ -137,7 +140,8 @@ async def test_pending_authorisations_are_found_in_a_big_redis(api: Client, floo
             pipe.set(f"acd:t:{i:08d}", "x")
         await pipe.execute()
     aid, at = "e" * 32, time.time()
-    await redis_client.set(f"authz:{aid}", pending(aid, "deposit", floor["ids"]["teller1"], at=at))
+    await redis_client.set(f"authz:{aid}", pending(aid, "deposit", floor["ids"]["teller1"],
+                                                   floor["calls"][("deposit", "active")], at=at))
     await redis_client.zadd(AUTHZ_PENDING, {aid: at, "f" * 32: at - 3 * 24 * 3600})  # f: its record expired
     _, body = await get(api, "/authorisations/pending", floor["tokens"]["super1"])
     assert [a["id"] for a in body["authorisations"]] == [aid]

@@ -769,6 +769,20 @@ async def test_pending_authorisations_are_indexed_until_decided(api: Client) -> 
     assert await redis.zscore(AUTHZ_PENDING, aid) is None
 
 
+async def test_a_request_whose_call_ended_leaves_the_pending_list(api: Client) -> None:
+    """It can no longer be decided (409): a supervisor is not shown it forever."""
+    c = await call(api)
+    sue = await person(api, "sue", "supervisor", queues=["general"])
+    resp = await post(api, f"/sessions/{c.session['id']}/authorisations", c.teller, {"reason": "over limit"})
+    aid = (await resp.json())["authorisation"]["id"]
+    listed = await (await api.get("/authorisations/pending", headers=sue.headers)).json()
+    assert [a["id"] for a in listed["authorisations"]] == [aid]
+    assert (await post(api, f"/sessions/{c.session['id']}/end", c.customer)).status == 200
+    listed = await (await api.get("/authorisations/pending", headers=sue.headers)).json()
+    assert listed["authorisations"] == []
+    assert await api.app[REDIS].zscore(AUTHZ_PENDING, aid) is None
+
+
 # -- bad input on every session endpoint -------------------------------------------------------------
 
 ENDPOINTS = ["join", "activate", "hold", "resume", "end", "transfer", "wrapup", "monitor", "push", "responses",

@@ -29,7 +29,7 @@ from cloudbank.platform import events
 from cloudbank.platform.catalogue import Catalogue
 from cloudbank.platform.errors import Conflict, Forbidden, NotFound
 from cloudbank.platform.identity import Directory
-from cloudbank.platform.records import users
+from cloudbank.platform.records import sessions, users
 from cloudbank.platform.service import AUDIT, ENGINE, REDIS, authenticate
 from cloudbank.platform.sessions import LIVE, Session, Sessions, actor
 from cloudbank.platform.tokens import Claims
@@ -149,7 +149,15 @@ class Authorisations:
                     and (not queues or item.get("service") in queues)):
                 found.append({k: item.get(k) for k in ("id", "session_id", "service", "teller_id", "reason", "at",
                                                        "work_order_id", "values")})
-        found.sort(key=lambda a: float(a.get("at") or 0))
+        # A request whose call is over can no longer be decided (409): it leaves the list for good.
+        asked = {str(a["session_id"]) for a in found}
+        async with self.app[ENGINE].connect() as conn:
+            live = set((await conn.execute(sa.select(sessions.c.id).where(
+                sessions.c.id.in_(asked), sessions.c.state.in_(LIVE)))).scalars()) if asked else set()
+        lapsed = [str(a["id"]) for a in found if str(a["session_id"]) not in live]
+        if lapsed:
+            await self.redis.zrem(AUTHZ_PENDING, *lapsed)
+        found = sorted((a for a in found if str(a["session_id"]) in live), key=lambda a: float(a.get("at") or 0))
         found = found[:MAX_LISTED]
         names = await display_names(self.app, {str(a["teller_id"]) for a in found if a.get("teller_id")})
         services = {s.code: s for s in await Catalogue(self.app[ENGINE]).list()}
