@@ -106,3 +106,16 @@ def test_a_new_route_appears_without_any_registration() -> None:
     app.router.add_post("/later/{thing_id}", added_later)
     op = document(app)["paths"]["/later/{thing_id}"]["post"]
     assert op["summary"] == "A route someone adds tomorrow." and op["parameters"][0]["name"] == "thing_id"
+
+
+async def test_the_addresses_cloudbank_up_prints_answer_with_where_to_go_next(aiohttp_client: Any,
+                                                                          config: Config) -> None:
+    """`/api/` and `/video/` are printed (and linked from the root page): they are not a 404."""
+    from cloudbank.platform.server import build_root
+
+    client = await aiohttp_client(build_root(config, ["platform", "video"]))
+    api = await (await client.get("/api/")).json()
+    assert api["openapi"] == "openapi.json"
+    assert (await client.get(f"/api/{api['openapi']}")).status == 200
+    video = await client.get("/video/")
+    assert video.status == 200 and (await video.json())["signalling"] == "ws"

@@ -62,6 +62,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/favicon.ico"): anyone(),
     # platform: identity
     ("GET", "/api/healthz"): anyone(),
+    ("GET", "/api/"): anyone("where to go next: the API description and health"),
     ("POST", "/api/login"): anyone("lockout per address and username"),
     ("POST", "/api/users/{user_id}/unlock"): only("admin"),
     ("POST", "/api/logout"): only(*SIGNED_IN, note="revokes the caller's own token"),
@@ -142,6 +143,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/work_orders/{work_order_id}/checklist/override"): only("supervisor", note=SUPERVISOR_OF_QUEUE),
     # video node: a join token names the session, the party and the node
     ("GET", "/video/healthz"): anyone(),
+    ("GET", "/video/"): anyone("where to go next: signalling and health"),
     ("GET", "/video/ws"): only("join", note="the token's session on this node", url_token=True),
     ("GET", "/video/snapshots/{session}/{name}"): only("join", note="the token's session (else 403)", url_token=True),
     # media platform and admin console

@@ -122,6 +122,13 @@ def document(app: web.Application, title: str = "cloudbank service platform", ba
     }
 
 
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    """Where a person who opens the API's address goes next: its description and health."""
+    return web.json_response({"service": "cloudbank service platform API", "openapi": "openapi.json",
+                              "healthz": "healthz", "protocol": "docs/protocol.md in the source"})
+
+
 @routes.get("/openapi.json")
 async def openapi_json(request: web.Request) -> web.Response:
     """This document: every REST and WebSocket route of the platform API."""

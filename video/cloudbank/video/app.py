@@ -41,6 +41,12 @@ ASR = web.AppKey("video_asr", AsrService)
 ADVERTISED_URL = web.AppKey("video_advertised_url", str)  # the node's URL in the registry and join grants
 
 
+async def _index(request: web.Request) -> web.Response:
+    """Where a person who opens the node's address goes next (a video node has no page)."""
+    return web.json_response({"service": "cloudbank video node", "node": request.app[NODE_ID],
+                              "signalling": "ws", "healthz": "healthz"})
+
+
 def create_app(config: Config, sinks: Sequence[SinkFactory] | None = None, same_origin: bool = False
                ) -> web.Application:
     """The video node. `sinks`: packet sinks per room; default: the recorder when available.
@@ -56,6 +62,7 @@ def create_app(config: Config, sinks: Sequence[SinkFactory] | None = None, same_
     app.cleanup_ctx.append(_media)
     app[DRAIN] = lambda: _drain(app)
     app.on_shutdown.append(_drain)  # at once when run without server.py (nothing left to drain after)
+    app.router.add_get("/", _index)
     app.router.add_get("/ws", video_ws)
     app.router.add_get("/snapshots/{session}/{name}", snapshot_file)
     return app
