@@ -46,6 +46,16 @@ GrantSource = Callable[[], Awaitable[VideoGrant]]
 FrameCallback = Callable[[str, Any], None]
 
 
+def outgoing(relay: MediaRelay, track: MediaStreamTrack) -> MediaStreamTrack:
+    """What a peer connection sends of a source track (the relay lets a rejoin send it again).
+
+    Video is unbuffered: a frame the sender could not take in time is worthless once the next one
+    exists. Audio is buffered: every 20 ms frame is sent, or words go missing from what the teller
+    hears and from the transcript whenever the event loop was busy for a moment.
+    """
+    return relay.subscribe(track, buffered=track.kind == "audio")
+
+
 @dataclass
 class RemoteMedia:
     """What arrived from the other side: frame counts per kind, decoded stamps, the last frame."""
@@ -185,7 +195,7 @@ class Call:
         self._pc = pc
         for track in (self.sources.audio, self.sources.video):
             if track is not None:
-                pc.addTrack(self._relay.subscribe(track, buffered=False))
+                pc.addTrack(outgoing(self._relay, track))
         pc.addTransceiver("audio", direction="recvonly")  # where a supervisor who barges in is heard
         if self.ice_addresses:
             gather_only_on(pc, self.ice_addresses)
